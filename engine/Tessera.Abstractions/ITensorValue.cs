@@ -1,0 +1,27 @@
+namespace Tessera.Abstractions;
+
+/// <summary>A tensor given to <see cref="ICompiledModel.Run"/>: a <see cref="HostTensor"/> or an <see cref="IDeviceTensor"/>.</summary>
+public interface ITensorValue
+{
+    TensorElementType ElementType { get; }
+
+    /// <summary>The shape. Do not modify.</summary>
+    long[] Shape { get; }
+}
+
+/// <summary>
+/// A tensor in device memory, owned by whoever received it (dispose it when done). It can be passed back to
+/// <see cref="ICompiledModel.Run"/> of a model compiled on the same device without a copy — this is how state
+/// such as a KV cache stays on the device between runs.
+/// </summary>
+public interface IDeviceTensor : ITensorValue, IDisposable
+{
+    /// <summary>The device holding the memory.</summary>
+    DeviceId Device { get; }
+
+    /// <summary>Copies the contents into a new host tensor.</summary>
+    HostTensor ToHost();
+
+    /// <summary>Copies the contents into <paramref name="destination"/>, whose length must equal the element count.</summary>
+    void CopyTo<T>(Span<T> destination) where T : unmanaged;
+}

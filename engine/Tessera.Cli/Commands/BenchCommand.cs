@@ -1,0 +1,41 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Tessera.Cli.Bench;
+
+namespace Tessera.Cli.Commands;
+
+/// <summary><c>tessera bench ...</c>: speed measured against a baseline from the same run, printed side by side.</summary>
+public static class BenchCommand
+{
+    public static Command Create()
+    {
+        var bench = new Command("bench", "Benchmarks. Each prints its figures next to a baseline measured in the same run, with the ratio.");
+        bench.Subcommands.Add(Overhead());
+        return bench;
+    }
+
+    private static Command Overhead()
+    {
+        var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var rounds = new Option<int>("--rounds") { Description = "Alternating measurement rounds (default 7).", DefaultValueFactory = _ => 7 };
+        var perRound = new Option<int>("--runs-per-round") { Description = "Runs per path per round (default 200).", DefaultValueFactory = _ => 200 };
+        var hidden = new Option<int>("--hidden") { Description = "Width of the benchmark MLP (default 1024).", DefaultValueFactory = _ => 1024 };
+        var layers = new Option<int>("--layers") { Description = "Layers of the benchmark MLP (default 6; ~1 ms at batch 1 on one core).", DefaultValueFactory = _ => 6 };
+        var threads = new Option<int>("--threads") { Description = "Intra-op threads per session (default 1: several sessions' thread pools would otherwise compete on small machines and bias the comparison).", DefaultValueFactory = _ => 1 };
+        var cmd = new Command("overhead", "Engine path (plugin device, IOBinding, device tensors) vs a direct ONNX Runtime InferenceSession on the same graph, batch 1.")
+        {
+            json, rounds, perRound, hidden, layers, threads,
+        };
+        cmd.SetAction(parse => CliErrors.Run(() =>
+        {
+            var result = OverheadBenchmark.Run(GlobalOptions.Build(parse), parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(threads),
+                parse.GetValue(rounds), parse.GetValue(perRound), progress: parse.GetValue(json) ? null : Console.Error);
+            Console.WriteLine(parse.GetValue(json)
+                ? result.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true })
+                : result.ToTable());
+            return 0;
+        }));
+        return cmd;
+    }
+}

@@ -1,0 +1,17 @@
+using System.CommandLine;
+using Tessera.Cli.Commands;
+
+namespace Tessera.Cli;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("Tessera: hybrid image generation (autoregressive tokens + diffusion decoder) on pluggable hardware.");
+        GlobalOptions.AddTo(root);
+        root.Subcommands.Add(DevicesCommand.Create());
+        root.Subcommands.Add(RunCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
+        return root.Parse(args).Invoke();
+    }
+}

@@ -1,0 +1,216 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Microsoft.ML.OnnxRuntime;
+using Tessera.Abstractions;
+
+namespace Tessera.Plugins.OnnxRuntime;
+
+/// <summary>
+/// A device backed by one ONNX Runtime execution provider. Subclasses add their provider to the session
+/// options; compiling, caching optimized graphs, binding and running are shared.
+/// </summary>
+public abstract class OrtDevice : IDevice
+{
+    private readonly OptimizedGraphCache? _cache;
+
+    protected OrtDevice(DeviceInfo info, OptimizedGraphCache? cache)
+    {
+        Info = info;
+        _cache = cache;
+    }
+
+    public DeviceInfo Info { get; }
+
+    /// <summary>The execution provider's name in ONNX Runtime (e.g. <c>CPUExecutionProvider</c>).</summary>
+    protected abstract string ProviderName { get; }
+
+    /// <summary>Device settings this device accepts in <see cref="CompileOptions.DeviceSettings"/>.</summary>
+    protected virtual IReadOnlyCollection<string> AllowedDeviceSettings => [];
+
+    /// <summary>Adds the execution provider (and its options) to the session options. The CPU needs nothing.</summary>
+    protected abstract void AppendExecutionProvider(SessionOptions options, CompileOptions compile);
+
+    /// <summary>Threads used inside one operator when the compile options leave it at 0.</summary>
+    protected virtual int DefaultIntraOpThreads => 0;
+
+    /// <summary>Where run outputs are allocated; default CPU memory.</summary>
+    internal virtual OrtMemoryInfo OutputMemory => OrtMemoryInfo.DefaultInstance;
+
+    /// <summary>Whether tensors this device produces can be read directly by the CPU.</summary>
+    internal virtual bool OutputsHostAccessible => true;
+
+    private void EnsureAvailable()
+    {
+        if (!Info.IsAvailable) throw new DeviceUnavailableException(Info.Id, Info.UnavailableReason ?? "no reason given");
+    }
+
+    public GraphSupportReport CheckSupport(ModelSource model, CompileOptions options)
+    {
+        if (!Info.IsAvailable)
+            return new GraphSupportReport(Info.Id, false, [], $"{Info.Id} is not available: {Info.UnavailableReason}");
+        List<OnnxNodeLister.Node> nodes;
+        try
+        {
+            nodes = OnnxNodeLister.List(model.GetBytes());
+        }
+        catch (FormatException e)
+        {
+            return new GraphSupportReport(Info.Id, false, [], $"'{model}' is not a readable ONNX model ({e.Message}).");
+        }
+        try
+        {
+            using var so = CreateSessionOptions(options with { Optimization = OptimizationLevel.Basic });
+            using var session = CreateSession(model, so);
+            var placements = nodes.Select(n => new NodePlacement(n.Name, n.QualifiedOpType, OnDevice: true)).ToList();
+            return new GraphSupportReport(Info.Id, true, placements, $"All {nodes.Count} nodes run on {Info.Id} ({ProviderName}).");
+        }
+        catch (TesseraException e)
+        {
+            return new GraphSupportReport(Info.Id, false, [], e.Message);
+        }
+    }
+
+    public ICompiledModel Compile(ModelSource model, CompileOptions options)
+    {
+        EnsureAvailable();
+        var watch = Stopwatch.StartNew();
+        var notes = new List<string>();
+        var useCache = _cache is not null && options.UseCompiledModelCache && options.Optimization != OptimizationLevel.None;
+        string? key = useCache
+            ? OptimizedGraphCache.Key(model.ContentHash, options.ToCanonicalString(), ProviderName, OrtEnv.Instance().GetVersionString())
+            : null;
+
+        InferenceSession? session = null;
+        bool fromCache = false;
+        string? cachePath = null;
+
+        if (key is not null && File.Exists(_cache!.PathFor(key)))
+        {
+            // Already optimized: load it without optimizing again.
+            using var so = CreateSessionOptions(options with { Optimization = OptimizationLevel.None });
+            try
+            {
+                session = CreateSession(ModelSource.FromFile(_cache.PathFor(key)), so);
+                fromCache = true;
+                cachePath = _cache.PathFor(key);
+            }
+            catch (TesseraException e)
+            {
+                notes.Add($"cached optimized graph {_cache.PathFor(key)} could not be loaded and was rebuilt ({e.Message})");
+                _cache.Evict(key);
+            }
+        }
+
+        if (session is null)
+        {
+            using var so = CreateSessionOptions(options);
+            string? temp = null;
+            if (key is not null)
+            {
+                temp = _cache!.TempPathFor(key);
+                so.OptimizedModelFilePath = temp;
+            }
+            session = CreateSession(model, so);
+            if (temp is not null)
+            {
+                try
+                {
+                    cachePath = _cache!.Commit(temp, key!);
+                }
+                catch (IOException e)
+                {
+                    notes.Add($"optimized graph was not cached ({e.Message})");
+                    try { File.Delete(temp); } catch (IOException) { }
+                }
+            }
+        }
+
+        var report = new CompileReport(Info.Id, model.DisplayName, watch.Elapsed, fromCache, cachePath, [], notes);
+        try
+        {
+            return new OrtCompiledModel(this, model.DisplayName, session, report);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    public IDeviceTensor CopyToDevice(HostTensor tensor)
+    {
+        EnsureAvailable();
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, OrtTypes.ToOrt(tensor.ElementType), tensor.Shape);
+        try
+        {
+            tensor.AsBytes().CopyTo(value.GetTensorMutableRawData());
+            return new OrtDeviceTensor(Info.Id, value, hostAccessible: true);
+        }
+        catch
+        {
+            value.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Session options for a compile; validates device settings first.</summary>
+    protected SessionOptions CreateSessionOptions(CompileOptions options)
+    {
+        foreach (var k in options.DeviceSettings.Keys)
+            if (!AllowedDeviceSettings.Contains(k))
+                throw new ArgumentException($"Unknown device setting '{k}' for {Info.Id}. Allowed settings: {(AllowedDeviceSettings.Count == 0 ? "none" : string.Join(", ", AllowedDeviceSettings))}.");
+        if (options.IntraOpThreads < 0 || options.InterOpThreads < 0)
+            throw new ArgumentException("Thread counts must be 0 (device default) or positive.");
+
+        var so = new SessionOptions();
+        try
+        {
+            so.GraphOptimizationLevel = OrtTypes.ToOrt(options.Optimization);
+            so.IntraOpNumThreads = options.IntraOpThreads > 0 ? options.IntraOpThreads : DefaultIntraOpThreads;
+            so.InterOpNumThreads = Math.Max(0, options.InterOpThreads);
+            so.ExecutionMode = options.InterOpThreads > 1 ? ExecutionMode.ORT_PARALLEL : ExecutionMode.ORT_SEQUENTIAL;
+            foreach (var (name, value) in options.FixedDimensions)
+                so.AddFreeDimensionOverrideByName(name, value);
+            if (options.Fallback == FallbackPolicy.Strict && ProviderName != "CPUExecutionProvider")
+                so.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1");
+            AppendExecutionProvider(so, options);
+            return so;
+        }
+        catch
+        {
+            so.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Creates a session, turning ONNX Runtime's errors into ones that name the model and say what to do.</summary>
+    protected InferenceSession CreateSession(ModelSource model, SessionOptions options)
+    {
+        try
+        {
+            return model.FilePath is not null
+                ? new InferenceSession(model.FilePath, options)
+                : new InferenceSession(model.GetBytes(), options);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw Describe(model, e);
+        }
+    }
+
+    private TesseraException Describe(ModelSource model, OnnxRuntimeException e)
+    {
+        var m = e.Message;
+        if (m.Contains("INVALID_PROTOBUF") || m.Contains("Protobuf parsing failed"))
+            return new ModelLoadException(model.DisplayName, "is not a valid ONNX file (it may be truncated or not a model at all). Re-export or re-download it.", e);
+        if (m.Contains("NO_SUCHFILE") || m.Contains("No such file"))
+            return new ModelLoadException(model.DisplayName, "does not exist or refers to an external data file that does not.", e);
+        if (m.Contains("NOT_IMPLEMENTED") || m.Contains("Could not find an implementation"))
+            return Info.Id.Kind == "cpu"
+                ? new ModelLoadException(model.DisplayName, $"uses an operator that {Info.Id} ({ProviderName}) cannot run: {FirstLine(m)}", e)
+                : new FallbackNotAllowedException(Info.Id, model.DisplayName, [], FirstLine(m));
+        return new ModelLoadException(model.DisplayName, $"could not be compiled for {Info.Id}: {FirstLine(m)}", e);
+    }
+
+    private static string FirstLine(string s) => s.Split('\n')[0].Trim();
+}

@@ -1,0 +1,27 @@
+using Microsoft.ML.OnnxRuntime;
+using Tessera.Abstractions;
+using Tessera.Plugins.OnnxRuntime;
+
+namespace Tessera.Plugins.Cpu;
+
+/// <summary>One CPU device: ONNX Runtime's CPU execution provider with its own intra-op thread pool size.</summary>
+public sealed class CpuDevice(DeviceInfo info, int threads, OptimizedGraphCache cache) : OrtDevice(info, cache)
+{
+    protected override string ProviderName => "CPUExecutionProvider";
+
+    protected override int DefaultIntraOpThreads => threads;
+
+    protected override IReadOnlyCollection<string> AllowedDeviceSettings => ["arena"];
+
+    protected override void AppendExecutionProvider(SessionOptions options, CompileOptions compile)
+    {
+        // The CPU EP is always present; only the memory arena is configurable.
+        if (compile.DeviceSettings.TryGetValue("arena", out var arena))
+            options.EnableCpuMemArena = arena switch
+            {
+                "on" or "true" => true,
+                "off" or "false" => false,
+                _ => throw new ArgumentException($"Device setting 'arena' is '{arena}'; allowed values: on, off."),
+            };
+    }
+}

@@ -1,0 +1,63 @@
+using Tessera.Abstractions;
+using Tessera.Plugins.OnnxRuntime;
+
+namespace Tessera.Plugins.Cpu;
+
+/// <summary>Exposes the machine's CPU as one or more devices (<c>cpu:0</c>, <c>cpu:1</c>...), each with its own thread pool.</summary>
+public sealed class CpuDeviceProvider(CpuSettings settings, OptimizedGraphCache cache) : IDeviceProvider
+{
+    public string Kind => "cpu";
+
+    public IReadOnlyList<IDevice> EnumerateDevices()
+    {
+        var name = CpuName();
+        var (total, free) = Memory();
+        return Enumerable.Range(0, settings.Devices)
+            .Select(i => (IDevice)new CpuDevice(new DeviceInfo(
+                new DeviceId("cpu", i),
+                name,
+                IsAvailable: true,
+                UnavailableReason: null,
+                TotalMemoryBytes: total,
+                FreeMemoryBytes: free,
+                Capabilities: new HashSet<string> { DeviceCapabilities.Int8, DeviceCapabilities.DeviceResidentTensors, DeviceCapabilities.CompiledModelCache },
+                PreferenceScore: 10,
+                Properties: new Dictionary<string, string>
+                {
+                    ["threads"] = settings.ThreadsPerDevice.ToString(),
+                    ["logical_cores"] = Environment.ProcessorCount.ToString(),
+                    ["execution_provider"] = "CPUExecutionProvider",
+                }), settings.ThreadsPerDevice, cache))
+            .ToList();
+    }
+
+    private static string CpuName()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            if (line is not null) return line[(line.IndexOf(':') + 1)..].Trim();
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return $"{System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture} CPU";
+    }
+
+    /// <summary>MemTotal and MemAvailable from /proc/meminfo, in bytes; nulls where unknown.</summary>
+    private static (long? Total, long? Free) Memory()
+    {
+        try
+        {
+            long? Read(string key) => File.ReadLines("/proc/meminfo")
+                .Where(l => l.StartsWith(key + ":", StringComparison.Ordinal))
+                .Select(l => (long?)long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024)
+                .FirstOrDefault();
+            return (Read("MemTotal"), Read("MemAvailable"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            var gc = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+            return (gc > 0 ? gc : null, null);
+        }
+    }
+}
