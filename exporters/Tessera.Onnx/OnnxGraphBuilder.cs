@@ -116,13 +116,18 @@ public sealed class OnnxGraphBuilder
     public OnnxValue Initializer<T>(string name, ReadOnlySpan<T> data, params long[] shape) where T : unmanaged
     {
         Claim(name);
-        _graph.Initializer.Add(OnnxTensors.Create(name, data, shape));
-        return new OnnxValue(name);
+        return AddInitializer(name, data, shape);
     }
 
     /// <summary>Adds a constant with a generated name (for small shape/axis constants).</summary>
     public OnnxValue Constant<T>(ReadOnlySpan<T> data, params long[] shape) where T : unmanaged =>
-        Initializer(UniqueName(ScopePrefix.Replace('/', '.').Trim('.') is { Length: > 0 } p ? $"{p}.const" : "const"), data, shape);
+        AddInitializer(UniqueName(ScopePrefix.Replace('/', '.').Trim('.') is { Length: > 0 } p ? $"{p}.const" : "const"), data, shape);
+
+    private OnnxValue AddInitializer<T>(string claimedName, ReadOnlySpan<T> data, long[] shape) where T : unmanaged
+    {
+        _graph.Initializer.Add(OnnxTensors.Create(claimedName, data, shape));
+        return new OnnxValue(claimedName);
+    }
 
     /// <summary>A 1-D int64 constant, the usual form of shapes, axes and indices.</summary>
     public OnnxValue Int64s(params long[] values) => Constant<long>(values, values.Length);

@@ -5,8 +5,11 @@ using Tessera.Plugins.OnnxRuntime;
 namespace Tessera.Plugins.Cpu;
 
 /// <summary>One CPU device: ONNX Runtime's CPU execution provider with its own intra-op thread pool size.</summary>
-public sealed class CpuDevice(DeviceInfo info, int threads, OptimizedGraphCache cache) : OrtDevice(info, cache)
+public sealed class CpuDevice(DeviceInfo info, int threads, OptimizedGraphCache cache, string hardwareFingerprint) : OrtDevice(info, cache)
 {
+    /// <summary>CPU model and feature flags: optimized graphs may use kernels (NCHWc layouts) specific to them.</summary>
+    protected override string HardwareFingerprint => hardwareFingerprint;
+
     protected override string ProviderName => "CPUExecutionProvider";
 
     protected override int DefaultIntraOpThreads => threads;

@@ -11,7 +11,9 @@ public sealed class CpuDeviceProvider(CpuSettings settings, OptimizedGraphCache 
     public IReadOnlyList<IDevice> EnumerateDevices()
     {
         var name = CpuName();
+        var flags = CpuFlags();
         var (total, free) = Memory();
+        var isa = string.Join(" ", new[] { "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon" }.Where(flags.Contains));
         return Enumerable.Range(0, settings.Devices)
             .Select(i => (IDevice)new CpuDevice(new DeviceInfo(
                 new DeviceId("cpu", i),
@@ -27,7 +29,8 @@ public sealed class CpuDeviceProvider(CpuSettings settings, OptimizedGraphCache 
                     ["threads"] = settings.ThreadsPerDevice.ToString(),
                     ["logical_cores"] = Environment.ProcessorCount.ToString(),
                     ["execution_provider"] = "CPUExecutionProvider",
-                }), settings.ThreadsPerDevice, cache))
+                    ["isa"] = isa.Length > 0 ? isa : "baseline",
+                }), settings.ThreadsPerDevice, cache, $"{name}|{string.Join(",", flags.Order(StringComparer.Ordinal))}"))
             .ToList();
     }
 
@@ -41,6 +44,20 @@ public sealed class CpuDeviceProvider(CpuSettings settings, OptimizedGraphCache 
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
         return $"{System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture} CPU";
+    }
+
+    /// <summary>The CPU's feature flags from /proc/cpuinfo (empty where unreadable).</summary>
+    private static HashSet<string> CpuFlags()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal) || l.StartsWith("Features", StringComparison.Ordinal));
+            return line is null ? [] : line[(line.IndexOf(':') + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries).ToHashSet(StringComparer.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return [];
+        }
     }
 
     /// <summary>MemTotal and MemAvailable from /proc/meminfo, in bytes; nulls where unknown.</summary>

@@ -5,7 +5,7 @@ namespace Tessera.Plugins.OnnxRuntime;
 
 /// <summary>
 /// On-disk cache of graphs already optimized by ONNX Runtime, keyed by model content + compile options +
-/// execution provider + ONNX Runtime version. Entries are written under a temporary name and renamed into
+/// execution provider + ONNX Runtime version + hardware. Entries are written under a temporary name and renamed into
 /// place, so a reader never sees a half-written file; an entry that fails to load is deleted and rebuilt.
 /// </summary>
 public sealed class OptimizedGraphCache(string directory)
@@ -13,9 +13,9 @@ public sealed class OptimizedGraphCache(string directory)
     public string Directory { get; } = directory;
 
     /// <summary>The cache key for one compile.</summary>
-    public static string Key(string modelContentHash, string canonicalOptions, string provider, string ortVersion)
+    public static string Key(string modelContentHash, string canonicalOptions, string provider, string ortVersion, string hardware)
     {
-        var text = $"{modelContentHash}|{canonicalOptions}|{provider}|ort={ortVersion}|arch={System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}";
+        var text = $"{modelContentHash}|{canonicalOptions}|{provider}|ort={ortVersion}|arch={System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture}|hw={hardware}";
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..32];
     }
 

@@ -30,6 +30,12 @@ public abstract class OrtDevice : IDevice
     /// <summary>Adds the execution provider (and its options) to the session options. The CPU needs nothing.</summary>
     protected abstract void AppendExecutionProvider(SessionOptions options, CompileOptions compile);
 
+    /// <summary>
+    /// What the optimized graph depends on besides the model and options: fully optimized graphs can contain
+    /// hardware-specific layouts (ONNX Runtime's NCHWc transforms), so a cache entry is only reused on the same hardware.
+    /// </summary>
+    protected virtual string HardwareFingerprint => Info.Name;
+
     /// <summary>Threads used inside one operator when the compile options leave it at 0.</summary>
     protected virtual int DefaultIntraOpThreads => 0;
 
@@ -77,7 +83,7 @@ public abstract class OrtDevice : IDevice
         var notes = new List<string>();
         var useCache = _cache is not null && options.UseCompiledModelCache && options.Optimization != OptimizationLevel.None;
         string? key = useCache
-            ? OptimizedGraphCache.Key(model.ContentHash, options.ToCanonicalString(), ProviderName, OrtEnv.Instance().GetVersionString())
+            ? OptimizedGraphCache.Key(model.ContentHash, options.ToCanonicalString(), ProviderName, OrtEnv.Instance().GetVersionString(), HardwareFingerprint)
             : null;
 
         InferenceSession? session = null;
@@ -165,6 +171,8 @@ public abstract class OrtDevice : IDevice
         var so = new SessionOptions();
         try
         {
+            // Warnings (e.g. "optimized model is hardware specific", which the cache key accounts for) stay out of user output.
+            so.LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
             so.GraphOptimizationLevel = OrtTypes.ToOrt(options.Optimization);
             so.IntraOpNumThreads = options.IntraOpThreads > 0 ? options.IntraOpThreads : DefaultIntraOpThreads;
             so.InterOpNumThreads = Math.Max(0, options.InterOpThreads);

@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Tessera.Abstractions;
+using Tessera.Cli;
+
+namespace Tessera.Engine.Tests;
+
+/// <summary>Runs the built `tessera` as a process, the way a user does.</summary>
+[TestClass]
+public sealed class CliTests
+{
+    private string _temp = "";
+
+    [TestInitialize]
+    public void Init() => _temp = TestPaths.NewTempDir();
+
+    [TestCleanup]
+    public void Cleanup() => Directory.Delete(_temp, recursive: true);
+
+    private (int Code, string Out, string Err) Tessera(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(TestPaths.CliDll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["TESSERA_CACHE_DIR"] = Path.Combine(_temp, "cache");
+        psi.Environment.Remove("TESSERA_PLUGIN_PATH");
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        Assert.IsTrue(p.WaitForExit(60_000), "tessera finished within a minute");
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    [TestMethod]
+    public void DevicesJsonListsTheCpuPluginFromTheDefaultFolderAndCpu0Available()
+    {
+        var (code, stdout, stderr) = Tessera("devices", "--json");
+        Assert.AreEqual(0, code, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var cpu = doc.RootElement.GetProperty("devices").EnumerateArray().Single(d => d.GetProperty("id").GetString() == "cpu:0");
+        Assert.IsTrue(cpu.GetProperty("available").GetBoolean());
+        Assert.IsTrue(cpu.GetProperty("totalMemoryBytes").GetInt64() > 0);
+        var plugin = doc.RootElement.GetProperty("plugins").EnumerateArray().Single();
+        Assert.AreEqual("loaded", plugin.GetProperty("state").GetString());
+        StringAssert.Contains(plugin.GetProperty("location").GetString(), Path.Combine("plugins", "cpu"));
+    }
+
+    [TestMethod]
+    public void DevicesShowsFailedPluginsWithTheirReasons()
+    {
+        var (code, stdout, stderr) = Tessera("devices", "--plugin-path", TestPaths.Fixture("throwing"), "--plugin-path", TestPaths.Fixture("echo"));
+        Assert.AreEqual(0, code, stderr);
+        StringAssert.Contains(stdout, "FAILED");
+        StringAssert.Contains(stdout, "fixture constructor fails on purpose");
+        StringAssert.Contains(stdout, "fixture:1 unavailable  fixture: simulated missing driver");
+    }
+
+    [TestMethod]
+    public void RunOnATruncatedOrNonOnnxFilePrintsOneLineNamingTheFileAndFails()
+    {
+        var truncated = Path.Combine(_temp, "truncated.onnx");
+        var bytes = TestGraphs.LinearRelu();
+        File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
+        var text = Path.Combine(_temp, "notes.onnx");
+        File.WriteAllText(text, "these are my notes, not a model");
+        var missing = Path.Combine(_temp, "missing.onnx");
+
+        foreach (var file in new[] { truncated, text, missing })
+        {
+            var (code, _, stderr) = Tessera("run", file, "--device", "cpu:0");
+            Assert.AreNotEqual(0, code, file);
+            var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.AreEqual(1, lines.Length, stderr);
+            StringAssert.StartsWith(lines[0], "error: ");
+            StringAssert.Contains(lines[0], file);
+        }
+    }
+
+    [TestMethod]
+    public void RunExecutesAGraphOnNpyInputsAndSavesTheOutputs()
+    {
+        var model = Path.Combine(_temp, "linear_relu.onnx");
+        File.WriteAllBytes(model, TestGraphs.LinearRelu());
+        var x = new float[] { 1, 2, 3, -4, 0.5f, 2 };
+        var input = Path.Combine(_temp, "x.npy");
+        TensorFiles.WriteNpy(input, HostTensor.Create(x, 2, 3));
+        var outDir = Path.Combine(_temp, "out");
+
+        var (code, stdout, stderr) = Tessera("run", model, "--device", "cpu:0", "--input", $"x={input}", "--save", outDir, "--iterations", "3");
+
+        Assert.AreEqual(0, code, stderr);
+        StringAssert.Contains(stdout, "output   y: float[2, 2]");
+        StringAssert.Contains(stdout, "median");
+        var spec = new TensorSpec("y", TensorElementType.Float32, [Dimension.Fixed(2), Dimension.Fixed(2)]);
+        var y = TensorFiles.Read(Path.Combine(outDir, "y.npy"), spec, [2, 2]);
+        TestGraphs.AssertClose(TestGraphs.LinearReluExpected(x), y.AsSpan<float>().ToArray());
+    }
+
+    [TestMethod]
+    public void RunOnAnUnknownDeviceNamesItAndListsTheKnownDevices()
+    {
+        var model = Path.Combine(_temp, "m.onnx");
+        File.WriteAllBytes(model, TestGraphs.LinearRelu());
+        var (code, _, stderr) = Tessera("run", model, "--device", "npu:7");
+        Assert.AreEqual(CliErrors.UsageError, code);
+        StringAssert.Contains(stderr, "Unknown device 'npu:7'");
+        StringAssert.Contains(stderr, "cpu:0");
+    }
+
+    [TestMethod]
+    public void HelpDescribesEveryCommand()
+    {
+        var (code, stdout, _) = Tessera("--help");
+        Assert.AreEqual(0, code);
+        foreach (var c in new[] { "devices", "run", "bench" }) StringAssert.Contains(stdout, c);
+        var (code2, stdout2, _) = Tessera("run", "--help");
+        Assert.AreEqual(0, code2);
+        StringAssert.Contains(stdout2, "--input");
+        StringAssert.Contains(stdout2, "name=random");
+    }
+
+    [TestMethod]
+    public void BenchOverheadJsonPrintsBothPathsAndTheRatio()
+    {
+        var (code, stdout, stderr) = Tessera("bench", "overhead", "--json", "--rounds", "1", "--runs-per-round", "20", "--hidden", "64", "--layers", "2");
+        Assert.AreEqual(0, code, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var r = doc.RootElement;
+        double engine = r.GetProperty("engineMedianMs").GetDouble(), direct = r.GetProperty("directMedianMs").GetDouble();
+        Assert.IsTrue(engine > 0 && direct > 0);
+        Assert.AreEqual(engine / direct, r.GetProperty("ratio").GetDouble(), 0.01);
+        Assert.IsTrue(r.TryGetProperty("fixedOverheadUsPerCall", out _));
+    }
+}
