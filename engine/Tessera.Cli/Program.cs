@@ -12,6 +12,7 @@ public static class Program
         root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(DataCommand.Create());
         return root.Parse(args).Invoke();
     }
 }
