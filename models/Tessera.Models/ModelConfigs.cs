@@ -47,6 +47,12 @@ public sealed record TrainConfig
 public sealed record StageConfig
 {
     public VqConfig? Vq { get; init; }
+    public ArConfig? Ar { get; init; }
+    public DitConfig? Dit { get; init; }
+    /// <summary>For the AR and decoder stages: the VQ run folder whose checkpoint makes the token targets.</summary>
+    public string? VqRun { get; init; }
+    /// <summary>For the AR and decoder stages: how many distinct training samples to tokenize and cycle through.</summary>
+    public int DatasetSize { get; init; } = 40000;
     public TrainConfig Train { get; init; } = new();
 
     public static readonly JsonSerializerOptions Json = new()
@@ -64,8 +70,10 @@ public sealed record StageConfig
         if (!File.Exists(path)) throw new FileNotFoundException($"Config file {path} does not exist.", path);
         try
         {
-            return JsonSerializer.Deserialize<StageConfig>(File.ReadAllText(path), Json)
+            var config = JsonSerializer.Deserialize<StageConfig>(File.ReadAllText(path), Json)
                 ?? throw new InvalidDataException($"Config file {path} is empty.");
+            // Paths in a config are relative to the config file.
+            return config.VqRun is null ? config : config with { VqRun = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, config.VqRun)) };
         }
         catch (JsonException e)
         {
@@ -74,4 +82,63 @@ public sealed record StageConfig
     }
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
+}
+
+/// <summary>
+/// GLM-style AR transformer: RMSNorm, grouped-query attention, SwiGLU, partial multi-axis rotary positions.
+/// Defaults are the shipped tiny model; <see cref="GlmImageWidths"/> has GLM-Image's real AR widths.
+/// </summary>
+public sealed record ArConfig
+{
+    public int Hidden { get; init; } = 192;
+    public int Layers { get; init; } = 4;
+    public int Heads { get; init; } = 4;
+    /// <summary>Key/value heads; each serves Heads / KvHeads query heads.</summary>
+    public int KvHeads { get; init; } = 2;
+    public int Ffn { get; init; } = 512;
+    /// <summary>Fraction of each head's channels that rotate (GLM: 0.5).</summary>
+    public double PartialRotary { get; init; } = 0.5;
+    /// <summary>Position axes for rotary: 3 = (temporal, row, column), after GLM-Image's MRoPE.</summary>
+    public int RotaryAxes { get; init; } = 3;
+    public double RopeTheta { get; init; } = 10000.0;
+    /// <summary>Input vocabulary (specials + text table + bytes + grid sizes + visual tokens); set from the prompt encoder.</summary>
+    public int VocabSize { get; init; } = 1024;
+    /// <summary>Visual tokens the output head predicts (the VQ codebook size).</summary>
+    public int CodebookSize { get; init; } = 512;
+    public int TargetGrid { get; init; } = 8;
+    public int PreviewGrid { get; init; } = 4;
+
+    public int HeadDim => Hidden / Heads;
+    public int RotaryDim => (int)(HeadDim * PartialRotary) / 2 * 2;
+
+    /// <summary>GLM-Image's AR widths (hidden 4096, 32 query / 2 KV heads, FFN 13696, partial rotary 0.5) with few layers, for export and benchmarks.</summary>
+    public static ArConfig GlmImageWidths(int layers = 2) => new()
+    {
+        Hidden = 4096, Layers = layers, Heads = 32, KvHeads = 2, Ffn = 13696, PartialRotary = 0.5, RopeTheta = 10000.0,
+        VocabSize = 1024, CodebookSize = 512,
+    };
+}
+
+/// <summary>
+/// DiT decoder in pixel space (CogView4 / GLM-Image style, small): patches of <c>Patch</c> pixels, AdaLN-Zero
+/// blocks conditioned on the diffusion time, QK-norm, prior visual tokens added to the patch embeddings, glyph
+/// bytes joined to the image tokens in one attention stream. Trained with flow matching (velocity target).
+/// </summary>
+public sealed record DitConfig
+{
+    public int ImageSize { get; init; } = 64;
+    public int Patch { get; init; } = 4;
+    public int Hidden { get; init; } = 192;
+    public int Layers { get; init; } = 6;
+    public int Heads { get; init; } = 3;
+    public int MlpRatio { get; init; } = 4;
+    /// <summary>Visual token vocabulary of the prior (id CodebookSize means "no prior", for the unconditional branch).</summary>
+    public int CodebookSize { get; init; } = 512;
+    /// <summary>Longest glyph byte string (padded with id 0; byte b has id b + 1).</summary>
+    public int MaxGlyphs { get; init; } = 16;
+    /// <summary>Probability of dropping both prior and glyphs in training, which teaches the unconditional branch for CFG.</summary>
+    public double ConditionDropout { get; init; } = 0.1;
+
+    public int TokenGrid => ImageSize / Patch;
+    public int NullPrior => CodebookSize;
 }

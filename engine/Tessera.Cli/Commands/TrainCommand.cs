@@ -11,7 +11,7 @@ public static class TrainCommand
     public static Command Create()
     {
         var train = new Command("train", "Train a stage of the model family in C# (TorchSharp, CPU). Checkpoints every N steps; --resume continues exactly.");
-        foreach (var stage in new[] { "vq" })
+        foreach (var stage in new[] { "vq", "ar", "decoder" })
         {
             var config = new Option<FileInfo>("--config") { Description = $"Stage config JSON (see models/configs/{stage}.json).", Required = true };
             var output = new Option<DirectoryInfo>("--out") { Description = "Run folder: checkpoints/, loss.csv, loss.png.", Required = true };

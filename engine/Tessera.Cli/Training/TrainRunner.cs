@@ -14,10 +14,12 @@ public static class TrainRunner
         Console.Error.WriteLine($"{TorchRuntime.Describe()}; training {stage} into {outDir}");
         var run = stage switch
         {
-            "vq" => VqStage.Create(config, outDir, resume, Console.Error, cancel, stopAfter: stopAfter),
+            "vq" => (Func<TrainingResult>)VqStage.Create(config, outDir, resume, Console.Error, cancel, stopAfter: stopAfter).Run,
+            "ar" => ArStage.Create(config, outDir, resume, Console.Error, cancel, stopAfter: stopAfter).Run,
+            "decoder" => DecoderStage.Create(config, outDir, resume, Console.Error, cancel, stopAfter: stopAfter).Run,
             _ => throw new ArgumentException($"Unknown stage '{stage}'; use vq, ar or decoder."),
         };
-        var result = run.Run();
+        var result = run();
         Console.WriteLine($"{stage}: steps {result.FirstStep}-{result.LastStep}, last loss {result.LastLoss:G4}, {result.StepsPerSecond:F2} steps/s" +
                           (result.CheckpointPath is null ? "" : $", checkpoint {result.CheckpointPath}") + (result.Interrupted ? " (interrupted)" : ""));
         return result.Interrupted ? 130 : 0;

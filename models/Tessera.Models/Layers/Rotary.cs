@@ -12,20 +12,30 @@ namespace Tessera.Models.Layers;
 public static class Rotary
 {
     /// <summary>
+    /// How many of the rotaryDim / 2 frequency pairs each position axis gets: an even split, the remainder going to
+    /// the first axes (GLM's real width, 64 rotary channels over 3 axes, gives 11, 11, 10).
+    /// </summary>
+    public static int[] Sections(int rotaryDim, int axes)
+    {
+        if (rotaryDim % 2 != 0) throw new ArgumentException($"rotary dim {rotaryDim} must be even.");
+        int half = rotaryDim / 2;
+        return Enumerable.Range(0, axes).Select(a => half / axes + (a < half % axes ? 1 : 0)).ToArray();
+    }
+
+    /// <summary>
     /// cos and sin tables for positions (B, T, axes) → each (B, 1, T, rotaryDim) to broadcast over heads.
+    /// Within each axis's section the frequencies are theta^(-2i/width), i &lt; width.
     /// </summary>
     public static (Tensor Cos, Tensor Sin) Tables(Tensor positions, int rotaryDim, int axes, double theta = 10000.0)
     {
         using var scope = NewDisposeScope();
-        if (rotaryDim % (2 * axes) != 0) throw new ArgumentException($"rotary dim {rotaryDim} must divide into {axes} axes of even width.");
-        int half = rotaryDim / 2, perAxis = half / axes;
-        // inverse frequencies per axis section: (perAxis)
-        var inv = pow(theta, -arange(0, perAxis, dtype: float32) * 2.0 / (perAxis * 2));
+        var widths = Sections(rotaryDim, axes);
         var sections = new List<Tensor>();
         for (int a = 0; a < axes; a++)
         {
+            var inv = pow(theta, -arange(0, widths[a], dtype: float32, device: positions.device) * 2.0 / (widths[a] * 2)); // (width)
             var pos = positions.select(-1, a).to(float32).unsqueeze(-1); // (B, T, 1)
-            sections.Add(pos * inv);                                       // (B, T, perAxis)
+            sections.Add(pos * inv);                                       // (B, T, width)
         }
         var freqs = cat(sections, -1);                                     // (B, T, half)
         var emb = cat([freqs, freqs], -1).unsqueeze(1);                    // (B, 1, T, rotaryDim)

@@ -1,0 +1,89 @@
+using Tessera.Data;
+using Tessera.Models.Dit;
+using static TorchSharp.torch;
+
+namespace Tessera.Models.Training;
+
+/// <summary>A decoder batch: images, prior token grids and glyph ids.</summary>
+public sealed class DecoderBatch(ImageBatch images, long[] prior, long[] glyphs, int priorGrid, int glyphLength) : IDisposable
+{
+    private readonly List<Tensor> _made = [];
+    private Tensor Keep(Tensor t) { t.DetachFromDisposeScope(); _made.Add(t); return t; }
+
+    public Tensor Images => images.Images;
+    public Tensor Prior => Keep(tensor(prior, [images.Samples.Count, priorGrid, priorGrid]));
+    public Tensor Glyphs => Keep(tensor(glyphs, [images.Samples.Count, glyphLength]));
+
+    public void Dispose()
+    {
+        images.Dispose();
+        foreach (var t in _made) t.Dispose();
+    }
+}
+
+/// <summary>
+/// Training the DiT decoder with flow matching: x_t = (1 - t) x_0 + t ε with t drawn logit-normal, target velocity
+/// ε - x_0, MSE loss. With probability ConditionDropout both prior and glyphs are dropped (the unconditional branch).
+/// </summary>
+public static class DecoderStage
+{
+    public static TrainingRun<DecoderBatch> Create(StageConfig config, string outDir, bool resume, TextWriter log,
+        CancellationToken cancel = default, bool backgroundBatches = true, bool fusedEma = true, long? stopAfter = null, bool writeCheckpoints = true)
+    {
+        var vqRun = config.VqRun ?? throw new InvalidDataException("The decoder config needs \"vqRun\": the folder of the trained VQ run.");
+        var tokens = TokenizedDataset.LoadOrBuild(vqRun, config.Train.Seed, config.DatasetSize, log);
+        var dit = (config.Dit ?? new DitConfig()) with { CodebookSize = tokens.CodebookSize };
+        manual_seed((long)(config.Train.Seed & long.MaxValue));
+        var model = new DitDecoder(dit);
+        var generator = new SampleGenerator(config.Train.Seed, dit.ImageSize);
+        int batchSize = config.Train.BatchSize, g = dit.TokenGrid;
+
+        return new TrainingRun<DecoderBatch>
+        {
+            Stage = "decoder",
+            OutputDirectory = outDir,
+            Config = config.Train,
+            ModelConfigJson = System.Text.Json.JsonSerializer.Serialize(dit, StageConfig.Json),
+            Model = model,
+            MakeBatch = step =>
+            {
+                long first = (step - 1) * batchSize;
+                var indices = Enumerable.Range(0, batchSize).Select(j => (int)((first + j) % tokens.Count)).ToArray();
+                var samples = new DataSample[batchSize];
+                var pixels = new float[batchSize * 3 * dit.ImageSize * dit.ImageSize];
+                var prior = new long[batchSize * g * g];
+                var glyphs = new long[batchSize * dit.MaxGlyphs];
+                Parallel.For(0, batchSize, j =>
+                {
+                    samples[j] = generator.Sample(DataSplit.Train, indices[j]);
+                    ImageBatch.ToChannelFirst(samples[j].Rgb, pixels.AsSpan(j * 3 * dit.ImageSize * dit.ImageSize, 3 * dit.ImageSize * dit.ImageSize));
+                    DitDecoder.PriorFromTarget(tokens.Codes(indices[j]), tokens.Grid, g).CopyTo(prior, j * g * g);
+                    DitDecoder.GlyphIds(System.Text.Encoding.UTF8.GetBytes(samples[j].Word), dit.MaxGlyphs).CopyTo(glyphs, j * dit.MaxGlyphs);
+                });
+                return new DecoderBatch(new ImageBatch(samples, pixels), prior, glyphs, g, dit.MaxGlyphs);
+            },
+            Loss = (batch, step) =>
+            {
+                var x0 = batch.Images;
+                long b = x0.shape[0];
+                var t = sigmoid(randn(b));                                   // logit-normal time
+                var noise = randn_like(x0);
+                var tt = t.view(b, 1, 1, 1);
+                var xt = (1 - tt) * x0 + tt * noise;
+                var drop = rand(b).lt(dit.ConditionDropout);                 // (B) drop both conditions
+                var prior = batch.Prior.masked_fill(drop.view(b, 1, 1), dit.NullPrior);
+                var glyphs = batch.Glyphs.masked_fill(drop.view(b, 1), 0);
+                var v = model.Forward(xt, t, prior, glyphs);
+                var loss = nn.functional.mse_loss(v, noise - x0);
+                return (loss, new Dictionary<string, double>());
+            },
+            Resume = resume,
+            BackgroundBatches = backgroundBatches,
+            FusedEma = fusedEma,
+            StopAfterStep = stopAfter,
+            WriteCheckpoints = writeCheckpoints,
+            Log = log,
+            Cancellation = cancel,
+        };
+    }
+}
