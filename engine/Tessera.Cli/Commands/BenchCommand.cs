@@ -12,7 +12,23 @@ public static class BenchCommand
     {
         var bench = new Command("bench", "Benchmarks. Each prints its figures next to a baseline measured in the same run, with the ratio.");
         bench.Subcommands.Add(Overhead());
+        bench.Subcommands.Add(Train());
         return bench;
+    }
+
+    private static Command Train()
+    {
+        var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var steps = new Option<int>("--steps") { Description = "Training steps per variant per round (default 30).", DefaultValueFactory = _ => 30 };
+        var rounds = new Option<int>("--rounds") { Description = "Rounds; variants alternate within each (default 3).", DefaultValueFactory = _ => 3 };
+        var cmd = new Command("train", "Training steps/s: background batch producer vs inline, fused EMA vs a separate EMA pass (VQ stage).") { json, steps, rounds };
+        cmd.SetAction(parse => CliErrors.Run(() =>
+        {
+            var result = Training.TrainBenchmark.Run(parse.GetValue(steps), parse.GetValue(rounds), parse.GetValue(json) ? null : Console.Error);
+            Console.WriteLine(parse.GetValue(json) ? result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) : Training.TrainBenchmark.Table(result));
+            return 0;
+        }));
+        return cmd;
     }
 
     private static Command Overhead()
