@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Tessera.Abstractions;
-using Tessera.Cli;
 
 namespace Tessera.Engine.Tests;
 
@@ -102,7 +101,7 @@ public sealed class CliTests
         var model = Path.Combine(_temp, "m.onnx");
         File.WriteAllBytes(model, TestGraphs.LinearRelu());
         var (code, _, stderr) = Tessera("run", model, "--device", "npu:7");
-        Assert.AreEqual(CliErrors.UsageError, code);
+        Assert.AreEqual(2, code, "usage errors exit with 2");
         StringAssert.Contains(stderr, "Unknown device 'npu:7'");
         StringAssert.Contains(stderr, "cpu:0");
     }
@@ -128,7 +127,7 @@ public sealed class CliTests
         var r = doc.RootElement;
         double engine = r.GetProperty("engineMedianMs").GetDouble(), direct = r.GetProperty("directMedianMs").GetDouble();
         Assert.IsTrue(engine > 0 && direct > 0);
-        Assert.AreEqual(engine / direct, r.GetProperty("ratio").GetDouble(), 0.01);
+        Assert.AreEqual(engine / direct, r.GetProperty("ratio").GetDouble(), engine / direct * 0.002, "the ratio is engine / direct");
         Assert.IsTrue(r.TryGetProperty("fixedOverheadUsPerCall", out _));
     }
 }

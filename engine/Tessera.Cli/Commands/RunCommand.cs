@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Tessera.Abstractions;
 using Tessera.Engine;
+using Tessera.Engine;
 
 namespace Tessera.Cli.Commands;
 

@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Tessera.Abstractions;
 
-namespace Tessera.Cli;
+namespace Tessera.Engine;
 
 /// <summary>Reading and writing tensors for the CLI: NumPy .npy (version 1/2, little-endian, C order), raw .bin, random.</summary>
 public static partial class TensorFiles
