@@ -119,6 +119,10 @@ public sealed class OnnxGraphBuilder
         return AddInitializer(name, data, shape);
     }
 
+    /// <summary>Adds a weight under <paramref name="stem"/>, or <c>stem_N</c> when that name is taken.</summary>
+    public OnnxValue InitializerWithUniqueName<T>(string stem, ReadOnlySpan<T> data, params long[] shape) where T : unmanaged =>
+        AddInitializer(UniqueName(stem), data, shape);
+
     /// <summary>Adds a constant with a generated name (for small shape/axis constants).</summary>
     public OnnxValue Constant<T>(ReadOnlySpan<T> data, params long[] shape) where T : unmanaged =>
         AddInitializer(UniqueName(ScopePrefix.Replace('/', '.').Trim('.') is { Length: > 0 } p ? $"{p}.const" : "const"), data, shape);

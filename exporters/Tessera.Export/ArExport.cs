@@ -1,0 +1,61 @@
+using Tessera.Abstractions;
+using Tessera.Models;
+using Tessera.Models.Ar;
+using Tessera.Onnx;
+using Tessera.Onnx.Proto;
+
+namespace Tessera.Export;
+
+/// <summary>
+/// The AR model as one graph that serves prefill (empty past) and decode, in the KV-cache naming other tools use:
+/// inputs <c>input_ids</c> (batch, sequence) int64, <c>position_ids</c> (batch, sequence, 3) int64,
+/// <c>attention_mask</c> (batch, past_sequence + sequence) int64 (1 = real token, 0 = padding),
+/// <c>past_key_values.{i}.key|value</c> (batch, kv_heads, past_sequence, head_dim) float;
+/// outputs <c>logits</c> (batch, sequence, codebook) and <c>present.{i}.key|value</c> (batch, kv_heads, past_sequence + sequence, head_dim).
+/// </summary>
+public static class ArExport
+{
+    public static ModelProto Export(ArTransformer model, string graphName = "tessera_ar")
+    {
+        var c = model.Config;
+        var ctx = new ExportContext(graphName);
+        var g = ctx.Graph;
+        var ids = g.Input("input_ids", TensorElementType.Int64, OnnxGraphBuilder.Dims("batch", "sequence"));
+        var positions = g.Input("position_ids", TensorElementType.Int64, OnnxGraphBuilder.Dims("batch", "sequence", c.RotaryAxes));
+        var attentionMask = g.Input("attention_mask", TensorElementType.Int64, OnnxGraphBuilder.Dims("batch", "total_sequence"));
+        var past = Enumerable.Range(0, c.Layers).Select(i => (
+            K: g.Input($"past_key_values.{i}.key", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", c.KvHeads, "past_sequence", c.HeadDim)),
+            V: g.Input($"past_key_values.{i}.value", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", c.KvHeads, "past_sequence", c.HeadDim)))).ToList();
+
+        // Mask (B, 1, T, S): (key is a real token OR key is the query itself) AND key position <= query position.
+        var s = ctx.Op("Gather", [ctx.Op("Shape", attentionMask), ctx.Graph.Constant<long>([1], 1)], OnnxAttribute.Int("axis", 0));
+        var t = ctx.Op("Gather", [ctx.Op("Shape", ids), ctx.Graph.Constant<long>([1], 1)], OnnxAttribute.Int("axis", 0));
+        var sScalar = ctx.Op("Squeeze", s, ctx.I64(0));
+        var tScalar = ctx.Op("Squeeze", t, ctx.I64(0));
+        var pScalar = ctx.Sub(sScalar, tScalar);
+        var keyIndex = ctx.Unsqueeze(ctx.Op("Range", ctx.Graph.Constant<long>([0]), sScalar, ctx.Graph.Constant<long>([1])), 0);   // (1, S)
+        var queryIndex = ctx.Unsqueeze(ctx.Op("Range", pScalar, sScalar, ctx.Graph.Constant<long>([1])), 1);                       // (T, 1)
+        var causal = ctx.Op("LessOrEqual", keyIndex, queryIndex);                                                                   // (T, S)
+        var self = ctx.Op("Equal", keyIndex, queryIndex);                                                                           // (T, S)
+        var valid = ctx.Unsqueeze(ctx.Cast(attentionMask, TensorElementType.Bool), 1, 2);                                           // (B, 1, 1, S)
+        var mask = ctx.Op("And", ctx.Op("Or", valid, self), causal);                                                               // (B, 1, T, S)
+
+        var (cos, sin) = AttentionExport.RotaryTables(ctx, positions, c.RotaryDim, c.RotaryAxes, c.RopeTheta);
+        var x = ctx.Module("embed", model.embed, ids);
+        for (int i = 0; i < c.Layers; i++)
+        {
+            var layer = model.layers[i];
+            using var _ = ctx.Enter($"layers.{i}");
+            var (attn, pk, pv) = AttentionExport.Export(ctx, "attn", layer.attn, ctx.Module("input_norm", layer.input_norm, x),
+                (cos, sin, c.RotaryDim), mask, past[i].K, past[i].V);
+            var h = ctx.Add(x, attn);
+            x = ctx.Add(h, ctx.Module("mlp", layer.mlp, ctx.Module("post_attention_norm", layer.post_attention_norm, h)));
+            g.Output(pk, $"present.{i}.key", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", c.KvHeads, "total_sequence", c.HeadDim));
+            g.Output(pv, $"present.{i}.value", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", c.KvHeads, "total_sequence", c.HeadDim));
+        }
+        var logits = ctx.Module("lm_head", model.lm_head, ctx.Module("final_norm", model.final_norm, x));
+        g.Output(logits, "logits", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", "sequence", c.CodebookSize));
+        g.Metadata("tessera.stage", "ar").Metadata("tessera.config", System.Text.Json.JsonSerializer.Serialize(c, StageConfig.Json));
+        return g.Build();
+    }
+}
