@@ -22,9 +22,19 @@ public sealed class Parity : IDisposable
 
     public Parity(byte[] onnx)
     {
-        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
+        using var options = Options();
         _session = new InferenceSession(onnx, options);
     }
+
+    /// <summary>Loads the model from a file (its external data, if any, is resolved beside it): validates what was written.</summary>
+    public Parity(string onnxPath)
+    {
+        using var options = Options();
+        _session = new InferenceSession(onnxPath, options);
+    }
+
+    private static SessionOptions Options() =>
+        new() { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, LogSeverityLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR };
 
     /// <summary>Runs ONNX Runtime; every output comes back as a CPU torch tensor.</summary>
     public Dictionary<string, Tensor> Run(IReadOnlyDictionary<string, Tensor> inputs, IReadOnlyList<string>? outputs = null)

@@ -1,0 +1,22 @@
+using System.CommandLine;
+
+namespace Tessera.Cli.Commands;
+
+/// <summary><c>tessera export</c>: a trained stage → ONNX, validated against TorchSharp (libtorch loads only here and in train).</summary>
+public static class ExportCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "A checkpoint file (.tsr), or a training run folder (its newest valid checkpoint).", Required = true };
+        var stage = new Option<string>("--stage") { Description = "ar, decoder or vq (the VQ encoder).", Required = true };
+        stage.AcceptOnlyFromAmong("ar", "decoder", "vq");
+        var output = new Option<DirectoryInfo>("--out") { Description = "Folder for <stage>.onnx and <stage>.parity.json.", Required = true };
+        var external = new Option<bool>("--external-data") { Description = "Store weights in <stage>.onnx.data beside the graph (automatic above 2 GB)." };
+        var cmd = new Command("export", "Export a trained stage to ONNX with a parity report (TorchSharp vs ONNX Runtime on the same inputs; fp32 tolerance 1e-4).")
+        {
+            checkpoint, stage, output, external,
+        };
+        cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.Run(parse.GetValue(stage)!, parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(external))));
+        return cmd;
+    }
+}
