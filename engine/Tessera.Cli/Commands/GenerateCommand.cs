@@ -1,0 +1,82 @@
+using System.CommandLine;
+using Tessera.Data;
+using Tessera.Engine;
+using Tessera.Pipeline;
+
+namespace Tessera.Cli.Commands;
+
+/// <summary><c>tessera generate</c>: the main job. Runs ONNX graphs on plugin devices only (no TorchSharp).</summary>
+public static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var prompt = new Argument<string>("prompt") { Description = "What to draw; put text to render in quotes, e.g. 'the word \"MOON\" in red on a yellow background'." };
+        var output = new Option<FileInfo>("-o", "--output") { Description = "PNG to write (with --n, -0, -1, ... are added before .png).", DefaultValueFactory = _ => new FileInfo("out.png") };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Model package folder (default: the shipped models/default, or $TESSERA_MODEL)." };
+        var seed = new Option<ulong>("--seed") { Description = "Seed: same seed, inputs and device give the same PNG bytes.", DefaultValueFactory = _ => 0UL };
+        var steps = new Option<int?>("--steps") { Description = "Denoising steps (default from the model)." };
+        var cfg = new Option<double?>("--cfg") { Description = "Classifier-free guidance scale; 1 turns it off (default from the model)." };
+        var temperature = new Option<double?>("--temperature") { Description = "AR sampling temperature; 0 is greedy (default from the model)." };
+        var device = new Option<string>("--device") { Description = "Device for both stages: auto, cpu:0, ... (see 'tessera devices').", DefaultValueFactory = _ => "auto" };
+        var arDevice = new Option<string?>("--ar-device") { Description = "Device for the AR stage (overrides --device)." };
+        var decoderDevice = new Option<string?>("--decoder-device") { Description = "Device for the decoder stage (overrides --device)." };
+        var count = new Option<int>("--n") { Description = "Number of images (seeds seed, seed+1, ...).", DefaultValueFactory = _ => 1 };
+        var image = new Option<FileInfo?>("--image") { Description = "Image-to-image: a source image whose VQ tokens condition the AR." };
+        var cmd = new Command("generate", "Generate an image from a prompt: tokens → AR with KV cache → DiT decoder → PNG.")
+        {
+            prompt, output, model, seed, steps, cfg, temperature, device, arDevice, decoderDevice, count, image,
+        };
+        cmd.SetAction((parse, cancel) => Task.FromResult(CliErrors.Run(() =>
+        {
+            int n = parse.GetValue(count);
+            if (n is < 1 or > 64) throw new ArgumentException($"--n is {n}; it must be from 1 to 64.");
+            if (parse.GetValue(steps) is int st && st is < 1 or > 1000) throw new ArgumentException($"--steps is {st}; it must be from 1 to 1000.");
+            var package = ModelPackage.Open(parse.GetValue(model)?.FullName ?? ModelPackage.DefaultDirectory());
+            byte[]? source = null;
+            if (parse.GetValue(image) is { } img)
+                source = ImageFiles.ReadRgb(img.FullName, package.Manifest.Decoder.ImageSize).Rgb;
+
+            using var engine = new TesseraEngine(GlobalOptions.Build(parse));
+            var d = parse.GetValue(device)!;
+            using var generator = new ImageGenerator(engine, package, parse.GetValue(arDevice) ?? d, parse.GetValue(decoderDevice) ?? d);
+            Console.Error.WriteLine($"model {package.Manifest.Name} ({package.Directory}); AR on {generator.ArDevice}, decoder on {generator.DecoderDevice}");
+            foreach (var note in generator.FallbackNotes) Console.Error.WriteLine($"fallback: {note}");
+
+            var outPath = parse.GetValue(output)!.FullName;
+            for (int i = 0; i < n; i++)
+            {
+                var request = new GenerationRequest(parse.GetValue(prompt)!)
+                {
+                    Seed = parse.GetValue(seed) + (ulong)i, Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg),
+                    Temperature = parse.GetValue(temperature), SourceRgb = source,
+                };
+                var result = generator.Generate(request, new ProgressPrinter(), cancel);
+                Console.Error.WriteLine();
+                foreach (var w in result.Warnings) Console.Error.WriteLine($"warning: {w}");
+                var path = n == 1 ? outPath : Path.Combine(Path.GetDirectoryName(outPath)!, $"{Path.GetFileNameWithoutExtension(outPath)}-{i}{Path.GetExtension(outPath)}");
+                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+                File.WriteAllBytes(path, result.Png);
+                var t = result.Timings;
+                Console.WriteLine($"wrote {path} ({result.Size}x{result.Size}, seed {request.Seed})");
+                Console.WriteLine($"  encode {t.Encode.TotalMilliseconds:F0} ms | AR prefill {t.ArPrefill.TotalMilliseconds:F0} ms + decode {t.ArDecode.TotalMilliseconds:F0} ms " +
+                                  $"({t.ArTokens} tokens, {t.ArTokensPerSecond:F0} tok/s) | decoder {t.Decoder.TotalMilliseconds:F0} ms ({t.DecoderSteps} steps) | total {t.Total.TotalMilliseconds:F0} ms");
+            }
+            return 0;
+        })));
+        return cmd;
+    }
+
+    /// <summary>One progress line per stage on stderr: "ar [#####...] 40/80".</summary>
+    private sealed class ProgressPrinter : IProgress<GenerationProgress>
+    {
+        private string _stage = "";
+        public void Report(GenerationProgress p)
+        {
+            if (p.Stage != _stage && _stage.Length > 0) Console.Error.WriteLine();
+            _stage = p.Stage;
+            int width = 20, filled = width * p.Done / Math.Max(1, p.Total);
+            var unit = p.Stage == "ar" ? "tokens" : "steps";
+            Console.Error.Write($"\r{p.Stage,-8}[{new string('#', filled)}{new string('.', width - filled)}] {p.Done}/{p.Total} {unit}");
+        }
+    }
+}

@@ -1,0 +1,45 @@
+using System.Text.Json;
+using Tessera.Export;
+using Tessera.Models;
+using Tessera.Models.Training;
+using Tessera.Pipeline;
+
+namespace Tessera.Cli.Training;
+
+/// <summary>Exports the three stages and writes manifest.json, the tokenizer table and the training curves.</summary>
+public static class PackageBuilder
+{
+    public static int Run(string vqRun, string arRun, string decoderRun, string outDir, string name)
+    {
+        Directory.CreateDirectory(outDir);
+        var results = new[] { ("vq", vqRun), ("ar", arRun), ("decoder", decoderRun) }
+            .Select(s => StageExporter.Export(s.Item1, s.Item2, outDir, externalData: false, Console.Error)).ToList();
+        foreach (var r in results)
+        {
+            Console.WriteLine($"{r.Stage,-8} {r.Bytes / 1048576.0,7:F2} MiB  parity {(r.Passed ? "ok" : "FAILED")}  (worst abs error {r.Parity.Max(p => p.MaxAbsError):E2})");
+            if (!r.Passed) throw new InvalidDataException($"The {r.Stage} export failed parity (see {r.ReportPath}); the package was not written.");
+        }
+
+        File.Copy(Path.Combine(arRun, "tokenizer.json"), Path.Combine(outDir, "tokenizer.json"), overwrite: true);
+        var curves = Directory.CreateDirectory(Path.Combine(outDir, "curves")).FullName;
+        foreach (var (stage, run) in new[] { ("vq", vqRun), ("ar", arRun), ("decoder", decoderRun) })
+            foreach (var f in new[] { "loss.csv", "loss.png", "config.json" })
+                if (File.Exists(Path.Combine(run, f))) File.Copy(Path.Combine(run, f), Path.Combine(curves, $"{stage}-{f}"), overwrite: true);
+
+        var ar = JsonSerializer.Deserialize<ArConfig>(TrainedWeights.Latest(arRun).ModelConfigJson, StageConfig.Json)!;
+        var dit = JsonSerializer.Deserialize<DitConfig>(TrainedWeights.Latest(decoderRun).ModelConfigJson, StageConfig.Json)!;
+        var manifest = new PackageManifest
+        {
+            Name = name,
+            Version = DateTime.UtcNow.ToString("yyyy.MM.dd"),
+            Files = new() { ["ar"] = "ar.onnx", ["decoder"] = "decoder.onnx", ["vq"] = "vq.onnx", ["tokenizer"] = "tokenizer.json" },
+            Ar = new ArShape(ar.Layers, ar.KvHeads, ar.HeadDim, ar.CodebookSize, ar.TargetGrid, ar.PreviewGrid, ar.RotaryAxes),
+            Decoder = new DecoderShape(dit.ImageSize, dit.TokenGrid, dit.MaxGlyphs, dit.CodebookSize),
+            Provenance = results.ToDictionary(r => $"{r.Stage}.checkpoint", r => JsonDocument.Parse(File.ReadAllText(r.ReportPath)).RootElement.GetProperty("checkpoint").GetString() is var c ? $"{Path.GetFileName(c)}" : ""),
+        };
+        File.WriteAllText(Path.Combine(outDir, ModelPackage.ManifestFile), JsonSerializer.Serialize(manifest, PackageManifest.Json));
+        ModelPackage.Open(outDir); // the package we wrote must open
+        Console.WriteLine($"wrote package {outDir} ({Directory.GetFiles(outDir, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length) / 1048576.0:F1} MiB)");
+        return 0;
+    }
+}

@@ -1,0 +1,100 @@
+using Tessera.Abstractions;
+using Tessera.Data;
+
+namespace Tessera.Pipeline;
+
+/// <summary>
+/// Runs the DiT decoder with a flow-matching Euler sampler: from seeded Gaussian noise at t = 1 to the image at t = 0,
+/// x ← x + (t_next − t)·v. With classifier-free guidance the conditional branch (prior tokens + glyphs) and the
+/// unconditional one (no prior, no glyphs) run as one batch of two: v = v_u + cfg·(v_c − v_u).
+/// </summary>
+public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
+{
+    /// <param name="batchedCfg">False runs the two CFG branches as two passes (for benchmarks).</param>
+    public float[] Sample(int[] targetTokens, int targetGrid, byte[] glyphBytes, ulong seed, int steps, double cfg, double shift,
+        bool batchedCfg = true, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        int s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
+        bool guided = cfg != 1.0;
+        var prior = PriorFromTarget(targetTokens, targetGrid, g);
+        var glyphs = new long[shape.MaxGlyphs];
+        for (int i = 0; i < Math.Min(glyphBytes.Length, shape.MaxGlyphs); i++) glyphs[i] = glyphBytes[i] + 1;
+        var nullPrior = Enumerable.Repeat((long)shape.CodebookSize, g * g).ToArray();
+        var noGlyphs = new long[shape.MaxGlyphs];
+
+        var x = Gaussian(pixels, SplitMix64.Mix(seed, 0xDEC0DE));
+        var times = FlowSchedule.Times(steps, shift);
+        for (int i = 0; i < steps; i++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            float t = (float)times[i], dt = (float)(times[i + 1] - times[i]);
+            float[] velocity;
+            if (!guided) velocity = Run([x], t, [prior], [glyphs])[0];
+            else
+            {
+                float[][] v = batchedCfg
+                    ? Run([x, x], t, [prior, nullPrior], [glyphs, noGlyphs])
+                    : [Run([x], t, [prior], [glyphs])[0], Run([x], t, [nullPrior], [noGlyphs])[0]];
+                velocity = new float[pixels];
+                float w = (float)cfg;
+                for (int p = 0; p < pixels; p++) velocity[p] = v[1][p] + w * (v[0][p] - v[1][p]);
+            }
+            for (int p = 0; p < pixels; p++) x[p] += dt * velocity[p];
+            progress?.Report(new GenerationProgress("decoder", i + 1, steps));
+        }
+        return x;
+    }
+
+    private float[][] Run(float[][] xs, float t, long[][] priors, long[][] glyphs)
+    {
+        int b = xs.Length, s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
+        var feeds = new Dictionary<string, ITensorValue>
+        {
+            ["x_t"] = HostTensor.Create(xs.SelectMany(a => a).ToArray(), b, 3, s, s),
+            ["t"] = HostTensor.Create(Enumerable.Repeat(t, b).ToArray(), b),
+            ["prior"] = HostTensor.Create(priors.SelectMany(a => a).ToArray(), b, g, g),
+            ["glyphs"] = HostTensor.Create(glyphs.SelectMany(a => a).ToArray(), b, shape.MaxGlyphs),
+        };
+        using var outputs = model.Run(feeds);
+        var all = new float[b * pixels];
+        outputs["velocity"].CopyTo<float>(all);
+        return Enumerable.Range(0, b).Select(i => all.AsSpan(i * pixels, pixels).ToArray()).ToArray();
+    }
+
+    /// <summary>Prior grid (G, G) from the target grid (T, T) by nearest-neighbour upsampling.</summary>
+    public static long[] PriorFromTarget(int[] target, int targetGrid, int priorGrid)
+    {
+        int f = priorGrid / targetGrid;
+        var prior = new long[priorGrid * priorGrid];
+        for (int r = 0; r < priorGrid; r++)
+            for (int c = 0; c < priorGrid; c++)
+                prior[r * priorGrid + c] = target[r / f * targetGrid + c / f];
+        return prior;
+    }
+
+    /// <summary>Standard normal samples (Box-Muller over SplitMix64): the same on every machine for a seed.</summary>
+    public static float[] Gaussian(int n, ulong seed)
+    {
+        var rng = new SplitMix64(seed);
+        var z = new float[n];
+        for (int i = 0; i < n; i += 2)
+        {
+            double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+            double r = Math.Sqrt(-2 * Math.Log(u1));
+            z[i] = (float)(r * Math.Cos(2 * Math.PI * u2));
+            if (i + 1 < n) z[i + 1] = (float)(r * Math.Sin(2 * Math.PI * u2));
+        }
+        return z;
+    }
+
+    /// <summary>Channel-first floats in [-1, 1] (3, S, S) → RGB bytes (S, S, 3).</summary>
+    public static byte[] ToRgb(float[] chw, int size)
+    {
+        int plane = size * size;
+        var rgb = new byte[plane * 3];
+        for (int p = 0; p < plane; p++)
+            for (int c = 0; c < 3; c++)
+                rgb[3 * p + c] = (byte)Math.Clamp(Math.Round((chw[c * plane + p] + 1) * 127.5), 0, 255);
+        return rgb;
+    }
+}

@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using Tessera.Abstractions;
+using Tessera.Data;
+using Tessera.Engine;
+
+namespace Tessera.Pipeline;
+
+/// <summary>
+/// prompt → tokens → AR (KV cache on the AR device) → target grid → DiT decoder (flow matching, CFG) → PNG.
+/// The stages can sit on different devices. Image-to-image: the source goes through the VQ encoder and its tokens
+/// become the preview grid the AR continues from, so the target grid follows the source's layout and colours.
+/// </summary>
+public sealed class ImageGenerator : IDisposable
+{
+    private readonly TesseraEngine _engine;
+    private readonly CompileOptions _options;
+    private readonly CompiledOnDevice _ar, _decoder;
+    private CompiledOnDevice? _vq;
+    private readonly string _arDevice;
+
+    public ImageGenerator(TesseraEngine engine, ModelPackage package, string arDevice = "auto", string decoderDevice = "auto", CompileOptions? options = null)
+    {
+        _engine = engine;
+        Package = package;
+        _arDevice = arDevice;
+        _options = options ?? new CompileOptions { Fallback = engine.Options.Fallback };
+        _ar = engine.Compile(ModelSource.FromFile(package.FileFor("ar")), arDevice, _options);
+        try
+        {
+            _decoder = engine.Compile(ModelSource.FromFile(package.FileFor("decoder")), decoderDevice, _options);
+        }
+        catch
+        {
+            _ar.Dispose();
+            throw;
+        }
+        Ar = new ArStage(_ar.Model, package.Manifest.Ar, package.Prompts);
+        Decoder = new DecoderStage(_decoder.Model, package.Manifest.Decoder);
+    }
+
+    public ModelPackage Package { get; }
+    public ArStage Ar { get; }
+    public DecoderStage Decoder { get; }
+    public DeviceId ArDevice => _ar.Model.Device;
+    public DeviceId DecoderDevice => _decoder.Model.Device;
+
+    /// <summary>Everything that fell back to another device when the stages were compiled.</summary>
+    public IReadOnlyList<string> FallbackNotes => _ar.FallbackNotes.Concat(_decoder.FallbackNotes).ToList();
+
+    public GenerationResult Generate(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var d = Package.Manifest.Sampling;
+        var watch = Stopwatch.StartNew();
+        var prompt = Package.Prompts.Encode(request.Prompt);
+        var warnings = new List<string>();
+        if (prompt.UnknownTokens.Count > 0)
+            warnings.Add($"the model does not know the word pieces {string.Join(", ", prompt.UnknownTokens.Distinct().Select(t => $"'{t.Trim()}'"))}; they are ignored");
+        if (prompt.Glyphs.Length == 0)
+            warnings.Add("the prompt quotes no text; the model is trained to render quoted words, e.g. the word \"MOON\"");
+        int[]? forcedPreview = request.SourceRgb is null ? null : EncodeSource(request.SourceRgb);
+        var encode = watch.Elapsed;
+
+        var sampler = new TokenSampler(request.Temperature ?? d.Temperature, request.TopK ?? d.TopK, request.TopP ?? d.TopP, SplitMix64.Mix(request.Seed, 0xA1));
+        var tokens = Ar.Generate(prompt, sampler, forcedPreview, useKvCache: true, progress, cancel);
+
+        int steps = request.Steps ?? d.Steps;
+        var decodeWatch = Stopwatch.StartNew();
+        var image = Decoder.Sample(tokens.Target, Package.Manifest.Ar.TargetGrid, prompt.Glyphs, request.Seed, steps, request.Cfg ?? d.Cfg, d.Shift, true, progress, cancel);
+        var decode = decodeWatch.Elapsed;
+
+        int size = Package.Manifest.Decoder.ImageSize;
+        var rgb = DecoderStage.ToRgb(image, size);
+        var timings = new StageTimings(encode, tokens.Prefill, tokens.Decode, Ar.Layout.VisualTokens, decode, steps);
+        return new GenerationResult(rgb, size, ImageFiles.EncodePng(rgb, size, size), tokens.Preview, tokens.Target, timings, warnings);
+    }
+
+    /// <summary>Source image (RGB at the model size) → VQ codes → the preview grid the AR will continue from.</summary>
+    private int[] EncodeSource(byte[] rgb)
+    {
+        int s = Package.Manifest.Decoder.ImageSize;
+        if (rgb.Length != s * s * 3) throw new ArgumentException($"The source image must be {s}x{s} RGB; resize it first (ImageFiles.ReadRgb does).");
+        _vq ??= _engine.Compile(ModelSource.FromFile(Package.FileFor("vq")), _arDevice, _options);
+        var chw = new float[3 * s * s];
+        for (int p = 0; p < s * s; p++)
+            for (int c = 0; c < 3; c++)
+                chw[c * s * s + p] = rgb[3 * p + c] / 127.5f - 1f;
+        using var outputs = _vq.Model.Run(new Dictionary<string, ITensorValue> { ["image"] = HostTensor.Create(chw, 1, 3, s, s) });
+        var codes = new long[Package.Manifest.Ar.TargetGrid * Package.Manifest.Ar.TargetGrid];
+        outputs["codes"].CopyTo<long>(codes);
+        return Ar.Layout.PreviewFromTarget(codes.Select(c => (int)c).ToArray());
+    }
+
+    public void Dispose()
+    {
+        _ar.Dispose();
+        _decoder.Dispose();
+        _vq?.Dispose();
+    }
+}
