@@ -51,7 +51,7 @@ public static class GenerateCommand
                     Temperature = parse.GetValue(temperature), SourceRgb = source,
                 };
                 var result = generator.Generate(request, new ProgressPrinter(), cancel);
-                Console.Error.WriteLine();
+                if (!Console.IsErrorRedirected) Console.Error.WriteLine();
                 foreach (var w in result.Warnings) Console.Error.WriteLine($"warning: {w}");
                 var path = n == 1 ? outPath : Path.Combine(Path.GetDirectoryName(outPath)!, $"{Path.GetFileNameWithoutExtension(outPath)}-{i}{Path.GetExtension(outPath)}");
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
@@ -66,17 +66,25 @@ public static class GenerateCommand
         return cmd;
     }
 
-    /// <summary>One progress line per stage on stderr: "ar [#####...] 40/80".</summary>
+    /// <summary>
+    /// A progress bar per stage on stderr ("ar [#####...] 40/80 tokens"), redrawn in place on a terminal; when stderr
+    /// is redirected, only each stage's finished line is printed.
+    /// </summary>
     private sealed class ProgressPrinter : IProgress<GenerationProgress>
     {
+        private readonly bool _interactive = !Console.IsErrorRedirected;
         private string _stage = "";
+
         public void Report(GenerationProgress p)
         {
-            if (p.Stage != _stage && _stage.Length > 0) Console.Error.WriteLine();
+            if (_interactive && p.Stage != _stage && _stage.Length > 0) Console.Error.WriteLine();
             _stage = p.Stage;
+            if (!_interactive && p.Done != p.Total) return;
             int width = 20, filled = width * p.Done / Math.Max(1, p.Total);
             var unit = p.Stage == "ar" ? "tokens" : "steps";
-            Console.Error.Write($"\r{p.Stage,-8}[{new string('#', filled)}{new string('.', width - filled)}] {p.Done}/{p.Total} {unit}");
+            var line = $"{p.Stage,-8}[{new string('#', filled)}{new string('.', width - filled)}] {p.Done}/{p.Total} {unit}";
+            if (_interactive) Console.Error.Write("\r" + line);
+            else Console.Error.WriteLine(line);
         }
     }
 }
