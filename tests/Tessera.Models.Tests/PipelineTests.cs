@@ -107,3 +107,47 @@ public sealed class PipelineTests
         StringAssert.Contains(Assert.ThrowsExactly<InvalidDataException>(() => ImageFiles.ReadRgb(notImage, 64)).Message, notImage);
     }
 }
+
+[TestClass]
+public sealed class TextEvaluationTests
+{
+    private static Tessera.Pipeline.Evaluation.Ocr RequireOcr() =>
+        Tessera.Pipeline.Evaluation.Ocr.Find(out var why) ?? throw new AssertInconclusiveException(why ?? "tesseract is not installed");
+
+    [TestMethod]
+    public void OcrReadsGroundTruthRendersAndEditDistanceIsNormalised()
+    {
+        var ocr = RequireOcr();
+        var data = new SampleGenerator(0, shapeProbability: 0);
+        var moon = data.Render("MOON", Palette.Colors.Single(c => c.Name == "black"), Palette.Colors.Single(c => c.Name == "white"));
+        Assert.AreEqual("MOON", ocr.Read(moon.Rgb, moon.Size));
+        Assert.AreEqual(0.0, Tessera.Pipeline.Evaluation.Ocr.NormalizedEditDistance("MOON", "MOON"));
+        Assert.AreEqual(0.25, Tessera.Pipeline.Evaluation.Ocr.NormalizedEditDistance("MOON", "MOAN"));
+        Assert.AreEqual(1.0, Tessera.Pipeline.Evaluation.Ocr.NormalizedEditDistance("", "CAT"));
+    }
+
+    [TestMethod]
+    public void EvalTextScoresSeenAndUnseenWordsAgainstTheGroundTruthCeiling()
+    {
+        var ocr = RequireOcr();
+        var dir = Path.Combine(Path.GetTempPath(), "tessera-tests", "eval-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var package = ModelPackage.Open(TinyPackage.Create(Path.Combine(dir, "model"), seed: 5));
+            var o = new EngineOptions { UseDefaultPluginDirectory = false, UseEnvironmentPluginPath = false, CacheDirectory = Path.Combine(dir, "cache") };
+            o.PluginDirectories.Add(Path.Combine(AppContext.BaseDirectory, "fixtures", "cpu"));
+            using var engine = new TesseraEngine(o);
+            using var generator = new ImageGenerator(engine, package, "cpu:0", "cpu:0");
+            var (seen, unseen, cases) = Tessera.Pipeline.Evaluation.TextEvaluation.Run(generator, ocr, 4, 0, steps: 2);
+            Assert.AreEqual(2, seen.Count);
+            Assert.AreEqual(2, unseen.Count);
+            Assert.IsTrue(cases.Where(c => !c.Seen).All(c => WordSplits.Unseen.Contains(c.Word)));
+            Assert.IsTrue(seen.CeilingWordAccuracy + unseen.CeilingWordAccuracy > 0, "OCR reads at least one ground-truth render");
+            Assert.AreEqual(0.0, seen.WordAccuracy + unseen.WordAccuracy, "a random-weight model renders no readable word");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
