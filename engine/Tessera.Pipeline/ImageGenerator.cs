@@ -12,6 +12,9 @@ namespace Tessera.Pipeline;
 /// </summary>
 public sealed class ImageGenerator : IDisposable
 {
+    /// <summary>What the AR half produced, handed to the decoder half.</summary>
+    public sealed record ArOutcome(Tessera.Data.Prompting.EncodedPrompt Prompt, ArStage.Tokens Tokens, TimeSpan Encode, IReadOnlyList<string> Warnings);
+
     private readonly TesseraEngine _engine;
     private readonly CompileOptions _options;
     private readonly CompiledOnDevice _ar, _decoder;
@@ -47,7 +50,11 @@ public sealed class ImageGenerator : IDisposable
     /// <summary>Everything that fell back to another device when the stages were compiled.</summary>
     public IReadOnlyList<string> FallbackNotes => _ar.FallbackNotes.Concat(_decoder.FallbackNotes).ToList();
 
-    public GenerationResult Generate(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
+    public GenerationResult Generate(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default) =>
+        RunDecoderStage(request, RunArStage(request, progress, cancel), progress, cancel);
+
+    /// <summary>The AR half of a generation: prompt → preview and target tokens (what pipelining overlaps).</summary>
+    public ArOutcome RunArStage(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
     {
         var d = Package.Manifest.Sampling;
         var watch = Stopwatch.StartNew();
@@ -59,19 +66,23 @@ public sealed class ImageGenerator : IDisposable
             warnings.Add("the prompt quotes no text; the model is trained to render quoted words, e.g. the word \"MOON\"");
         int[]? forcedPreview = request.SourceRgb is null ? null : EncodeSource(request.SourceRgb);
         var encode = watch.Elapsed;
-
         var sampler = new TokenSampler(request.Temperature ?? d.Temperature, request.TopK ?? d.TopK, request.TopP ?? d.TopP, SplitMix64.Mix(request.Seed, 0xA1));
         var tokens = Ar.Generate(prompt, sampler, forcedPreview, useKvCache: true, progress, cancel);
+        return new ArOutcome(prompt, tokens, encode, warnings);
+    }
 
+    /// <summary>The decoder half: target tokens + glyphs → image.</summary>
+    public GenerationResult RunDecoderStage(GenerationRequest request, ArOutcome ar, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var d = Package.Manifest.Sampling;
         int steps = request.Steps ?? d.Steps;
-        var decodeWatch = Stopwatch.StartNew();
-        var image = Decoder.Sample(tokens.Target, Package.Manifest.Ar.TargetGrid, prompt.Glyphs, request.Seed, steps, request.Cfg ?? d.Cfg, d.Shift, true, progress, cancel);
-        var decode = decodeWatch.Elapsed;
-
+        var watch = Stopwatch.StartNew();
+        var image = Decoder.Sample(ar.Tokens.Target, Package.Manifest.Ar.TargetGrid, ar.Prompt.Glyphs, request.Seed, steps, request.Cfg ?? d.Cfg, d.Shift, true, progress, cancel);
+        var decode = watch.Elapsed;
         int size = Package.Manifest.Decoder.ImageSize;
         var rgb = DecoderStage.ToRgb(image, size);
-        var timings = new StageTimings(encode, tokens.Prefill, tokens.Decode, Ar.Layout.VisualTokens, decode, steps);
-        return new GenerationResult(rgb, size, ImageFiles.EncodePng(rgb, size, size), tokens.Preview, tokens.Target, timings, warnings);
+        var timings = new StageTimings(ar.Encode, ar.Tokens.Prefill, ar.Tokens.Decode, Ar.Layout.VisualTokens, decode, steps);
+        return new GenerationResult(rgb, size, ImageFiles.EncodePng(rgb, size, size), ar.Tokens.Preview, ar.Tokens.Target, timings, ar.Warnings);
     }
 
     /// <summary>Source image (RGB at the model size) → VQ codes → the preview grid the AR will continue from.</summary>

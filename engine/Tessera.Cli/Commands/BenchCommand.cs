@@ -13,7 +13,26 @@ public static class BenchCommand
         var bench = new Command("bench", "Benchmarks. Each prints its figures next to a baseline measured in the same run, with the ratio.");
         bench.Subcommands.Add(Overhead());
         bench.Subcommands.Add(Train());
+        bench.Subcommands.Add(Generate());
         return bench;
+    }
+
+    private static Command Generate()
+    {
+        var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Model package (default: the shipped one)." };
+        var repeats = new Option<int>("--repeats") { Description = "Runs per measurement; medians are reported (default 3).", DefaultValueFactory = _ => 3 };
+        var prompts = new Option<int>("--prompts") { Description = "Prompts for the pipelining comparison (default 8).", DefaultValueFactory = _ => 8 };
+        var cmd = new Command("generate", "End-to-end latency and stage split; KV cache, CFG batching and two-device pipelining, each against its baseline.") { json, model, repeats, prompts };
+        cmd.SetAction(parse => CliErrors.Run(() =>
+        {
+            if (parse.GetValue(repeats) < 1 || parse.GetValue(prompts) < 2) throw new ArgumentException("--repeats must be at least 1 and --prompts at least 2.");
+            var package = Tessera.Pipeline.ModelPackage.Open(parse.GetValue(model)?.FullName ?? Tessera.Pipeline.ModelPackage.DefaultDirectory());
+            var result = Bench.GenerateBenchmark.Run(GlobalOptions.Build(parse), package, parse.GetValue(repeats), parse.GetValue(prompts), parse.GetValue(json) ? null : Console.Error);
+            Console.WriteLine(parse.GetValue(json) ? result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) : Bench.GenerateBenchmark.Table(result));
+            return 0;
+        }));
+        return cmd;
     }
 
     private static Command Train()

@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Tessera.Data;
+using Tessera.Engine;
+using Tessera.Pipeline;
+
+namespace Tessera.Cli.Bench;
+
+/// <summary>
+/// <c>tessera bench generate</c>, one process: end-to-end latency with the stage split; AR tokens/s with vs without
+/// the KV cache; the decoder with CFG batched (one batch of 2) vs two passes; 8 prompts pipelined on two CPU devices
+/// (AR on cpu:0, decoder on cpu:1, one core each) vs sequential on one CPU device (both cores).
+/// </summary>
+public static class GenerateBenchmark
+{
+    public static JsonObject Run(EngineOptions baseOptions, ModelPackage package, int repeats, int prompts, TextWriter? log)
+    {
+        const string prompt = "the word \"MOON\" in red on a yellow background";
+        int cores = Environment.ProcessorCount;
+        var one = Clone(baseOptions, devices: 1, threads: cores);
+        var two = Clone(baseOptions, devices: 2, threads: Math.Max(1, cores / 2));
+        using var engineOne = new TesseraEngine(one);
+        using var engineTwo = new TesseraEngine(two);
+        using var single = new ImageGenerator(engineOne, package, "cpu:0", "cpu:0");
+        using var split = new ImageGenerator(engineTwo, package, "cpu:0", "cpu:1");
+        single.Generate(new GenerationRequest(prompt)); // warm-up
+        split.Generate(new GenerationRequest(prompt));
+
+        log?.WriteLine("end-to-end latency");
+        var runs = Enumerable.Range(0, repeats).Select(i => single.Generate(new GenerationRequest(prompt) { Seed = (ulong)i }).Timings).ToList();
+        StageTimings median = runs.OrderBy(t => t.Total).ElementAt(runs.Count / 2);
+
+        log?.WriteLine("AR with and without KV cache");
+        var encoded = package.Prompts.Encode(prompt);
+        double withCache = Median(repeats, () => single.Ar.Generate(encoded, new TokenSampler(0, 0, 1, 0), useKvCache: true));
+        double withoutCache = Median(repeats, () => single.Ar.Generate(encoded, new TokenSampler(0, 0, 1, 0), useKvCache: false));
+        int tokens = single.Ar.Layout.VisualTokens;
+
+        log?.WriteLine("CFG batched vs two passes");
+        var target = single.Generate(new GenerationRequest(prompt)).TargetTokens;
+        var d = package.Manifest.Sampling;
+        double batched = Median(repeats, () => single.Decoder.Sample(target, package.Manifest.Ar.TargetGrid, encoded.Glyphs, 0, d.Steps, d.Cfg, d.Shift, batchedCfg: true));
+        double twoPasses = Median(repeats, () => single.Decoder.Sample(target, package.Manifest.Ar.TargetGrid, encoded.Glyphs, 0, d.Steps, d.Cfg, d.Shift, batchedCfg: false));
+
+        log?.WriteLine($"{prompts} prompts: sequential on cpu:0 vs pipelined on cpu:0 + cpu:1");
+        var requests = Enumerable.Range(0, prompts).Select(i => new GenerationRequest(new SampleGenerator(0).Sample(DataSplit.Validation, i).Caption) { Seed = (ulong)i }).ToList();
+        var watch = Stopwatch.StartNew();
+        foreach (var r in requests) single.Generate(r);
+        double sequential = watch.Elapsed.TotalSeconds;
+        watch.Restart();
+        PipelinedGeneration.Run(split, requests);
+        double pipelined = watch.Elapsed.TotalSeconds;
+
+        return new JsonObject
+        {
+            ["benchmark"] = "generate",
+            ["model"] = package.Manifest.Name,
+            ["repeats"] = repeats,
+            ["latencyMs"] = new JsonObject
+            {
+                ["total"] = Math.Round(median.Total.TotalMilliseconds, 1),
+                ["encode"] = Math.Round(median.Encode.TotalMilliseconds, 1),
+                ["arPrefill"] = Math.Round(median.ArPrefill.TotalMilliseconds, 1),
+                ["arDecode"] = Math.Round(median.ArDecode.TotalMilliseconds, 1),
+                ["decoder"] = Math.Round(median.Decoder.TotalMilliseconds, 1),
+                ["decoderSteps"] = median.DecoderSteps,
+            },
+            ["arTokensPerSecondWithKvCache"] = Math.Round(tokens / withCache, 1),
+            ["arTokensPerSecondWithoutKvCache"] = Math.Round(tokens / withoutCache, 1),
+            ["kvCacheSpeedup"] = Math.Round(withoutCache / withCache, 2),
+            ["decoderSecondsCfgBatched"] = Math.Round(batched, 3),
+            ["decoderSecondsCfgTwoPasses"] = Math.Round(twoPasses, 3),
+            ["cfgBatchingSpeedup"] = Math.Round(twoPasses / batched, 2),
+            ["prompts"] = prompts,
+            ["sequentialOneDeviceSeconds"] = Math.Round(sequential, 2),
+            ["pipelinedTwoDevicesSeconds"] = Math.Round(pipelined, 2),
+            ["pipeliningSpeedup"] = Math.Round(sequential / pipelined, 2),
+        };
+    }
+
+    public static string Table(JsonObject r)
+    {
+        var l = r["latencyMs"]!;
+        return $"model {r["model"]}; medians of {r["repeats"]} runs\n" +
+               $"end-to-end {l["total"]} ms = encode {l["encode"]} + AR prefill {l["arPrefill"]} + AR decode {l["arDecode"]} + decoder {l["decoder"]} ({l["decoderSteps"]} steps)\n" +
+               $"{"comparison",-44}{"baseline",12}{"tessera",12}{"ratio",8}\n" +
+               $"{"AR tokens/s: no cache vs KV cache",-44}{r["arTokensPerSecondWithoutKvCache"],12}{r["arTokensPerSecondWithKvCache"],12}{r["kvCacheSpeedup"],8}\n" +
+               $"{"decoder s: CFG two passes vs batched",-44}{r["decoderSecondsCfgTwoPasses"],12}{r["decoderSecondsCfgBatched"],12}{r["cfgBatchingSpeedup"],8}\n" +
+               $"{$"{r["prompts"]} prompts s: sequential 1 dev vs pipelined 2",-44}{r["sequentialOneDeviceSeconds"],12}{r["pipelinedTwoDevicesSeconds"],12}{r["pipeliningSpeedup"],8}";
+    }
+
+    private static EngineOptions Clone(EngineOptions o, int devices, int threads)
+    {
+        var c = new EngineOptions
+        {
+            UseDefaultPluginDirectory = o.UseDefaultPluginDirectory, UseEnvironmentPluginPath = o.UseEnvironmentPluginPath,
+            Fallback = o.Fallback, CacheDirectory = o.CacheDirectory,
+        };
+        c.PluginDirectories.AddRange(o.PluginDirectories);
+        foreach (var (k, v) in o.PluginSettings) c.PluginSettings[k] = new(v);
+        c.PluginSettings["cpu"] = new() { ["devices"] = devices.ToString(), ["threads"] = threads.ToString() };
+        return c;
+    }
+
+    private static double Median(int n, Action run)
+    {
+        var times = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            var w = Stopwatch.StartNew();
+            run();
+            times[i] = w.Elapsed.TotalSeconds;
+        }
+        Array.Sort(times);
+        return times[n / 2];
+    }
+}
