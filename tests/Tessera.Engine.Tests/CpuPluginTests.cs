@@ -3,25 +3,8 @@ using Tessera.Abstractions;
 namespace Tessera.Engine.Tests;
 
 [TestClass]
-public sealed class CpuPluginTests
+public sealed class CpuPluginTests : CpuEngineTest
 {
-    private string _temp = "";
-    private TesseraEngine _engine = null!;
-
-    [TestInitialize]
-    public void Init()
-    {
-        _temp = TestPaths.NewTempDir();
-        _engine = new TesseraEngine(TestPaths.Options(Path.Combine(_temp, "cache"), TestPaths.Fixture("cpu")));
-    }
-
-    [TestCleanup]
-    public void Cleanup()
-    {
-        _engine.Dispose();
-        Directory.Delete(_temp, recursive: true);
-    }
-
     private static Dictionary<string, ITensorValue> Feed(params (string Name, ITensorValue Value)[] items) =>
         items.ToDictionary(i => i.Name, i => i.Value);
 
@@ -31,13 +14,13 @@ public sealed class CpuPluginTests
         var model = ModelSource.FromBytes(TestGraphs.LinearRelu(), "linear_relu");
         var x = HostTensor.Create(new float[] { 1, -2, 3 }, 1, 3);
 
-        using var first = _engine.Compile(model, "cpu:0");
+        using var first = Engine.Compile(model, "cpu:0");
         Assert.IsFalse(first.Model.Report.FromCache);
         Assert.IsNotNull(first.Model.Report.CachePath);
         Assert.IsTrue(File.Exists(first.Model.Report.CachePath));
-        StringAssert.StartsWith(first.Model.Report.CachePath, Path.Combine(_temp, "cache"));
+        StringAssert.StartsWith(first.Model.Report.CachePath, Path.Combine(Temp, "cache"));
 
-        using var second = _engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu(), "same bytes, new source"), "cpu:0");
+        using var second = Engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu(), "same bytes, new source"), "cpu:0");
         Assert.IsTrue(second.Model.Report.FromCache);
         Assert.AreEqual(first.Model.Report.CachePath, second.Model.Report.CachePath);
 
@@ -50,9 +33,9 @@ public sealed class CpuPluginTests
     public void DifferentOptionsOrDifferentModelsGetDifferentCacheEntries()
     {
         var model = ModelSource.FromBytes(TestGraphs.LinearRelu());
-        using var a = _engine.Compile(model, "cpu:0");
-        using var b = _engine.Compile(model, "cpu:0", new CompileOptions { Optimization = OptimizationLevel.Basic });
-        using var c = _engine.Compile(ModelSource.FromBytes(TestGraphs.Accumulator()), "cpu:0");
+        using var a = Engine.Compile(model, "cpu:0");
+        using var b = Engine.Compile(model, "cpu:0", new CompileOptions { Optimization = OptimizationLevel.Basic });
+        using var c = Engine.Compile(ModelSource.FromBytes(TestGraphs.Accumulator()), "cpu:0");
         Assert.IsFalse(b.Model.Report.FromCache);
         Assert.IsFalse(c.Model.Report.FromCache);
         Assert.AreEqual(3, new[] { a, b, c }.Select(m => m.Model.Report.CachePath).Distinct().Count());
@@ -63,22 +46,22 @@ public sealed class CpuPluginTests
     {
         var model = ModelSource.FromBytes(TestGraphs.LinearRelu());
         string path;
-        using (var first = _engine.Compile(model, "cpu:0")) path = first.Model.Report.CachePath!;
+        using (var first = Engine.Compile(model, "cpu:0")) path = first.Model.Report.CachePath!;
         File.WriteAllBytes(path, File.ReadAllBytes(path)[..20]);
 
-        using var again = _engine.Compile(model, "cpu:0");
+        using var again = Engine.Compile(model, "cpu:0");
         Assert.IsFalse(again.Model.Report.FromCache);
         StringAssert.Contains(again.Model.Report.Notes.Single(), "could not be loaded and was rebuilt");
-        using var third = _engine.Compile(model, "cpu:0");
+        using var third = Engine.Compile(model, "cpu:0");
         Assert.IsTrue(third.Model.Report.FromCache);
     }
 
     [TestMethod]
     public void OutputsStayOnTheDeviceAndFeedTheNextRunWithoutAHostCopy()
     {
-        using var compiled = _engine.Compile(ModelSource.FromBytes(TestGraphs.Accumulator()), "cpu:0");
+        using var compiled = Engine.Compile(ModelSource.FromBytes(TestGraphs.Accumulator()), "cpu:0");
         var step = HostTensor.Create(new float[] { 1, 2, 3, 4 }, 4);
-        IDeviceTensor state = _engine.Devices.Get("cpu:0").Device.CopyToDevice(HostTensor.Create(new float[4], 4));
+        IDeviceTensor state = Engine.Devices.Get("cpu:0").Device.CopyToDevice(HostTensor.Create(new float[4], 4));
         for (int i = 0; i < 5; i++)
         {
             using var outputs = compiled.Model.Run(Feed(("state", state), ("step", step)));
@@ -93,7 +76,7 @@ public sealed class CpuPluginTests
     [TestMethod]
     public void CompiledModelReportsItsTypedSignatureWithNamedDynamicDimensions()
     {
-        using var compiled = _engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu()), "cpu:0");
+        using var compiled = Engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu()), "cpu:0");
         Assert.AreEqual("x: float[batch, 3]", compiled.Model.Inputs.Single().ToString());
         Assert.AreEqual("y: float[batch, 2]", compiled.Model.Outputs.Single().ToString());
     }
@@ -101,7 +84,7 @@ public sealed class CpuPluginTests
     [TestMethod]
     public void RunRejectsMissingUnknownMistypedAndMisshapedInputsNamingThem()
     {
-        using var compiled = _engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu(), "linear_relu"), "cpu:0");
+        using var compiled = Engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu(), "linear_relu"), "cpu:0");
         var m = compiled.Model;
         StringAssert.Contains(Assert.ThrowsExactly<ModelRunException>(() => m.Run(Feed())).Message, "Input 'x' of 'linear_relu' is missing");
         StringAssert.Contains(Assert.ThrowsExactly<ModelRunException>(() => m.Run(Feed(("x", HostTensor.Create(new float[3], 1, 3)), ("z", HostTensor.Create(new float[1], 1))))).Message, "no input named 'z'");
@@ -115,22 +98,22 @@ public sealed class CpuPluginTests
     [TestMethod]
     public void CorruptOrTruncatedModelFailsWithAMessageNamingTheFile()
     {
-        var truncated = Path.Combine(_temp, "truncated.onnx");
+        var truncated = Path.Combine(Temp, "truncated.onnx");
         var bytes = TestGraphs.LinearRelu();
         File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
-        var e = Assert.ThrowsExactly<ModelLoadException>(() => _engine.Compile(ModelSource.FromFile(truncated), "cpu:0"));
+        var e = Assert.ThrowsExactly<ModelLoadException>(() => Engine.Compile(ModelSource.FromFile(truncated), "cpu:0"));
         StringAssert.Contains(e.Message, truncated);
         StringAssert.Contains(e.Message, "not a valid ONNX file");
 
-        var missing = Path.Combine(_temp, "missing.onnx");
-        var e2 = Assert.ThrowsExactly<ModelLoadException>(() => _engine.Compile(ModelSource.FromFile(missing), "cpu:0"));
+        var missing = Path.Combine(Temp, "missing.onnx");
+        var e2 = Assert.ThrowsExactly<ModelLoadException>(() => Engine.Compile(ModelSource.FromFile(missing), "cpu:0"));
         StringAssert.Contains(e2.Message, missing);
     }
 
     [TestMethod]
     public void UnknownDeviceSettingIsRejectedNamingTheAllowedOnes()
     {
-        var e = Assert.ThrowsExactly<ArgumentException>(() => _engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu()), "cpu:0",
+        var e = Assert.ThrowsExactly<ArgumentException>(() => Engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu()), "cpu:0",
             new CompileOptions { DeviceSettings = new Dictionary<string, string> { ["arenaa"] = "on" } }));
         StringAssert.Contains(e.Message, "'arenaa'");
         StringAssert.Contains(e.Message, "arena");
@@ -139,7 +122,7 @@ public sealed class CpuPluginTests
     [TestMethod]
     public void ConcurrentRunsOnOneCompiledModelGiveCorrectResults()
     {
-        using var compiled = _engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu()), "cpu:0");
+        using var compiled = Engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu()), "cpu:0");
         Parallel.For(0, 64, i =>
         {
             var x = new float[] { i, -i / 2f, 1 };

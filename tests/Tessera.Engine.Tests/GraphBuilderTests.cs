@@ -5,28 +5,11 @@ using Tessera.Onnx.Proto;
 namespace Tessera.Engine.Tests;
 
 [TestClass]
-public sealed class GraphBuilderTests
+public sealed class GraphBuilderTests : CpuEngineTest
 {
-    private string _temp = "";
-    private TesseraEngine _engine = null!;
-
-    [TestInitialize]
-    public void Init()
-    {
-        _temp = TestPaths.NewTempDir();
-        _engine = new TesseraEngine(TestPaths.Options(Path.Combine(_temp, "cache"), TestPaths.Fixture("cpu")));
-    }
-
-    [TestCleanup]
-    public void Cleanup()
-    {
-        _engine.Dispose();
-        Directory.Delete(_temp, recursive: true);
-    }
-
     private float[] Run(ModelSource model, string input, HostTensor x, string output)
     {
-        using var c = _engine.Compile(model, "cpu:0", new CompileOptions { UseCompiledModelCache = false });
+        using var c = Engine.Compile(model, "cpu:0", new CompileOptions { UseCompiledModelCache = false });
         using var o = c.Model.Run(new Dictionary<string, ITensorValue> { [input] = x });
         return o[output].ToHost().AsSpan<float>().ToArray();
     }
@@ -77,9 +60,9 @@ public sealed class GraphBuilderTests
         g.Output(g.Node("MatMul", x, g.Initializer("w", w, 64, 64)), "y", TensorElementType.Float32, OnnxGraphBuilder.Dims(1, 64));
         var model = g.Build();
 
-        var inline = Path.Combine(_temp, "inline.onnx");
+        var inline = Path.Combine(Temp, "inline.onnx");
         Assert.IsNull(OnnxModelFile.Save(model, inline));
-        var external = Path.Combine(_temp, "external.onnx");
+        var external = Path.Combine(Temp, "external.onnx");
         var dataPath = OnnxModelFile.Save(model, external, new ExternalDataOptions(MinTensorBytes: 1024));
 
         Assert.AreEqual(external + ".data", dataPath);
@@ -98,7 +81,7 @@ public sealed class GraphBuilderTests
     [TestMethod]
     public void LoadingANonOnnxFileNamesIt()
     {
-        var path = Path.Combine(_temp, "text.onnx");
+        var path = Path.Combine(Temp, "text.onnx");
         File.WriteAllText(path, "definitely { not a protobuf");
         var e = Assert.ThrowsExactly<ModelLoadException>(() => OnnxModelFile.Load(path));
         StringAssert.Contains(e.Message, path);

@@ -27,7 +27,7 @@ public sealed class TrainingTests
     };
 
     private TrainingRun<ImageBatch> Run(StageConfig config, string dir, bool resume = false, long? stopAfter = null, StringWriter? log = null) =>
-        VqStage.Create(config, Path.Combine(_temp, dir), resume, log ?? new StringWriter(), stopAfter: stopAfter);
+        VqStage.Create(config, Path.Combine(_temp, dir), new StageRunOptions(resume, log ?? new StringWriter(), StopAfterStep: stopAfter));
 
     [TestMethod]
     public void VqOutputShapesFollowTheConfig()

@@ -29,11 +29,11 @@ public static class TrainBenchmark
         try
         {
             // Warm-up (JIT, allocator, libtorch kernels), not recorded: otherwise it lands on whichever variant runs first.
-            VqStage.Create(config with { Train = config.Train with { Steps = 5 } }, temp, resume: false, TextWriter.Null, writeCheckpoints: false).Run();
+            VqStage.Create(config with { Train = config.Train with { Steps = 5 } }, temp, new StageRunOptions(Log: TextWriter.Null, WriteCheckpoints: false)).Run();
             for (int r = 0; r < rounds; r++)
                 foreach (var v in r % 2 == 0 ? variants : variants.Reverse())
                 {
-                    var run = VqStage.Create(config, temp, resume: false, TextWriter.Null, backgroundBatches: v.Background, fusedEma: v.Fused, writeCheckpoints: false);
+                    var run = VqStage.Create(config, temp, new StageRunOptions(Log: TextWriter.Null, BackgroundBatches: v.Background, FusedEma: v.Fused, WriteCheckpoints: false));
                     var result = run.Run();
                     rates[v].Add(result.StepsPerSecond);
                     progress?.WriteLine($"round {r + 1}/{rounds}: {v.Name}: {result.StepsPerSecond:F2} steps/s");

@@ -12,11 +12,12 @@ public static class TrainRunner
         Directory.CreateDirectory(outDir);
         File.Copy(configPath, Path.Combine(outDir, "config.json"), overwrite: true);
         Console.Error.WriteLine($"{TorchRuntime.Describe()}; training {stage} into {outDir}");
+        var options = new StageRunOptions(resume, Console.Error, cancel, StopAfterStep: stopAfter);
         var run = stage switch
         {
-            "vq" => (Func<TrainingResult>)VqStage.Create(config, outDir, resume, Console.Error, cancel, stopAfter: stopAfter).Run,
-            "ar" => ArStage.Create(config, outDir, resume, Console.Error, cancel, stopAfter: stopAfter).Run,
-            "decoder" => DecoderStage.Create(config, outDir, resume, Console.Error, cancel, stopAfter: stopAfter).Run,
+            "vq" => (Func<TrainingResult>)VqStage.Create(config, outDir, options).Run,
+            "ar" => ArStage.Create(config, outDir, options).Run,
+            "decoder" => DecoderStage.Create(config, outDir, options).Run,
             _ => throw new ArgumentException($"Unknown stage '{stage}'; use vq, ar or decoder."),
         };
         var result = run();

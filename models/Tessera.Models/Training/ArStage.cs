@@ -44,11 +44,10 @@ public static class ArStage
         return (ids, positions, visual);
     }
 
-    public static TrainingRun<ArBatch> Create(StageConfig config, string outDir, bool resume, TextWriter log,
-        CancellationToken cancel = default, bool backgroundBatches = true, bool fusedEma = true, long? stopAfter = null, bool writeCheckpoints = true)
+    public static TrainingRun<ArBatch> Create(StageConfig config, string outDir, StageRunOptions run)
     {
         var vqRun = config.VqRun ?? throw new InvalidDataException("The AR config needs \"vqRun\": the folder of the trained VQ run.");
-        var tokens = TokenizedDataset.LoadOrBuild(vqRun, config.Train.Seed, config.DatasetSize, log);
+        var tokens = TokenizedDataset.LoadOrBuild(vqRun, config.Train.Seed, config.DatasetSize, run.Log ?? Console.Error);
         var encoder = PromptEncoder.ForDataset(tokens.CodebookSize);
         var arConfig = (config.Ar ?? new ArConfig()) with { VocabSize = encoder.Vocabulary.Size, CodebookSize = tokens.CodebookSize, TargetGrid = tokens.Grid };
         var layout = new ArLayout(arConfig.TargetGrid, arConfig.PreviewGrid);
@@ -102,13 +101,7 @@ public static class ArStage
                 var accuracy = visualLogits.argmax(-1).eq(targets).to(float32).mean().item<float>();
                 return (loss, new Dictionary<string, double> { ["token_acc"] = accuracy });
             },
-            Resume = resume,
-            BackgroundBatches = backgroundBatches,
-            FusedEma = fusedEma,
-            StopAfterStep = stopAfter,
-            WriteCheckpoints = writeCheckpoints,
-            Log = log,
-            Cancellation = cancel,
+            Options = run,
         };
     }
 }

@@ -27,11 +27,10 @@ public sealed class DecoderBatch(ImageBatch images, long[] prior, long[] glyphs,
 /// </summary>
 public static class DecoderStage
 {
-    public static TrainingRun<DecoderBatch> Create(StageConfig config, string outDir, bool resume, TextWriter log,
-        CancellationToken cancel = default, bool backgroundBatches = true, bool fusedEma = true, long? stopAfter = null, bool writeCheckpoints = true)
+    public static TrainingRun<DecoderBatch> Create(StageConfig config, string outDir, StageRunOptions run)
     {
         var vqRun = config.VqRun ?? throw new InvalidDataException("The decoder config needs \"vqRun\": the folder of the trained VQ run.");
-        var tokens = TokenizedDataset.LoadOrBuild(vqRun, config.Train.Seed, config.DatasetSize, log);
+        var tokens = TokenizedDataset.LoadOrBuild(vqRun, config.Train.Seed, config.DatasetSize, run.Log ?? Console.Error);
         var dit = (config.Dit ?? new DitConfig()) with { CodebookSize = tokens.CodebookSize };
         manual_seed((long)(config.Train.Seed & long.MaxValue));
         var model = new DitDecoder(dit);
@@ -77,13 +76,7 @@ public static class DecoderStage
                 var loss = nn.functional.mse_loss(v, noise - x0);
                 return (loss, new Dictionary<string, double>());
             },
-            Resume = resume,
-            BackgroundBatches = backgroundBatches,
-            FusedEma = fusedEma,
-            StopAfterStep = stopAfter,
-            WriteCheckpoints = writeCheckpoints,
-            Log = log,
-            Cancellation = cancel,
+            Options = run,
         };
     }
 }

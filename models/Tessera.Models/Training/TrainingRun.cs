@@ -7,6 +7,22 @@ using static TorchSharp.torch;
 
 namespace Tessera.Models.Training;
 
+/// <summary>How a training run is driven, as opposed to what it trains (same for every stage).</summary>
+/// <param name="Resume">Continue from the newest valid checkpoint in the output folder.</param>
+/// <param name="Log">Where progress and warnings go (default: stderr).</param>
+/// <param name="BackgroundBatches">Make batches on a background thread (false: inline, for benchmarks).</param>
+/// <param name="FusedEma">Update the weight EMA inside the optimizer step (false: a separate pass, for benchmarks).</param>
+/// <param name="StopAfterStep">Stop after this step even if the config has more (the schedule still uses the config's steps).</param>
+/// <param name="WriteCheckpoints">False for benchmarks.</param>
+public sealed record StageRunOptions(
+    bool Resume = false,
+    TextWriter? Log = null,
+    CancellationToken Cancellation = default,
+    bool BackgroundBatches = true,
+    bool FusedEma = true,
+    long? StopAfterStep = null,
+    bool WriteCheckpoints = true);
+
 /// <summary>What one call to <see cref="TrainingRun{TBatch}.Run"/> did.</summary>
 public sealed record TrainingResult(long FirstStep, long LastStep, double LastLoss, double StepsPerSecond, string? CheckpointPath, bool Interrupted);
 
@@ -33,14 +49,15 @@ public sealed class TrainingRun<TBatch> where TBatch : IDisposable
     public required Func<TBatch, long, (Tensor Loss, IReadOnlyDictionary<string, double> Metrics)> Loss { get; init; }
     /// <summary>Optional work after the optimizer step (e.g. dead-code restarts).</summary>
     public Action<TBatch, long>? AfterStep { get; init; }
-    public bool Resume { get; init; }
-    public bool BackgroundBatches { get; init; } = true;
-    public bool FusedEma { get; init; } = true;
-    /// <summary>Stop after this step even if Config.Steps is larger (tests, benchmarks). Checkpoints at the stop.</summary>
-    public long? StopAfterStep { get; init; }
-    public bool WriteCheckpoints { get; init; } = true;
-    public TextWriter Log { get; init; } = Console.Error;
-    public CancellationToken Cancellation { get; init; }
+    public StageRunOptions Options { get; init; } = new();
+
+    private bool Resume => Options.Resume;
+    private bool BackgroundBatches => Options.BackgroundBatches;
+    private bool FusedEma => Options.FusedEma;
+    private long? StopAfterStep => Options.StopAfterStep;
+    private bool WriteCheckpoints => Options.WriteCheckpoints;
+    private TextWriter Log => Options.Log ?? Console.Error;
+    private CancellationToken Cancellation => Options.Cancellation;
 
     /// <summary>Losses of the steps run by the last <see cref="Run"/>, by step.</summary>
     public SortedDictionary<long, double> Losses { get; } = [];

@@ -7,8 +7,7 @@ namespace Tessera.Models.Training;
 /// <summary>Training the VQ tokenizer: reconstruction (L1 + MSE) plus codebook and commitment terms.</summary>
 public static class VqStage
 {
-    public static TrainingRun<ImageBatch> Create(StageConfig config, string outDir, bool resume, TextWriter log,
-        CancellationToken cancel = default, bool backgroundBatches = true, bool fusedEma = true, long? stopAfter = null, bool writeCheckpoints = true)
+    public static TrainingRun<ImageBatch> Create(StageConfig config, string outDir, StageRunOptions run)
     {
         var vqConfig = config.Vq ?? throw new InvalidDataException("The config has no \"vq\" section; a VQ stage config needs one.");
         manual_seed((long)(config.Train.Seed & long.MaxValue));
@@ -43,13 +42,7 @@ public static class VqStage
                 var codes = model.Tokenize(batch.Images);
                 model.TrackUsageAndRestartDeadCodes(codes, batch.Images, step);
             },
-            Resume = resume,
-            BackgroundBatches = backgroundBatches,
-            FusedEma = fusedEma,
-            StopAfterStep = stopAfter,
-            WriteCheckpoints = writeCheckpoints,
-            Log = log,
-            Cancellation = cancel,
+            Options = run,
         };
     }
 }
