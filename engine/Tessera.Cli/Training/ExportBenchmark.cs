@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Tessera.Abstractions;
+using Tessera.Data.Prompting;
+using Tessera.Engine;
+using Tessera.Export;
+using Tessera.Models;
+using Tessera.Models.Ar;
+using Tessera.Models.Dit;
+using static TorchSharp.torch;
+
+namespace Tessera.Cli.Training;
+
+/// <summary>
+/// <c>tessera bench export</c>: the same AR and DiT weights (default configs, seeded) run in TorchSharp eager and, after
+/// export, in ONNX Runtime through the engine's CPU device (KV cache kept as device tensors). AR: prefill 24 tokens then
+/// 64 decode steps at batch 1 and 8; DiT: forward passes at batch 2 (a CFG pair). Same thread count for both.
+/// </summary>
+public static class ExportBenchmark
+{
+    public static JsonObject Run(EngineOptions options, int repeats, TextWriter? log)
+    {
+        int threads = Environment.ProcessorCount;
+        set_num_threads(threads);
+        manual_seed(0);
+        var vocab = PromptEncoder.ForDataset(512).Vocabulary;
+        var arConfig = new ArConfig { VocabSize = vocab.Size };
+        using var ar = new ArTransformer(arConfig);
+        ar.eval();
+        using var dit = new DitDecoder(new DitConfig { Layers = 4 });
+        dit.eval();
+        using var engine = new TesseraEngine(options);
+        var compile = new CompileOptions { IntraOpThreads = threads, UseCompiledModelCache = false };
+        using var arOnnx = engine.Compile(ModelSource.FromBytes(Google.Protobuf.MessageExtensions.ToByteArray(ArExport.Export(ar)), "ar"), "cpu:0", compile);
+        using var ditOnnx = engine.Compile(ModelSource.FromBytes(Google.Protobuf.MessageExtensions.ToByteArray(DitExport.Export(dit)), "decoder"), "cpu:0", compile);
+
+        var result = new JsonObject { ["benchmark"] = "export", ["threads"] = threads, ["repeats"] = repeats };
+        foreach (int batch in new[] { 1, 8 })
+        {
+            log?.WriteLine($"AR decode, batch {batch}");
+            double torchTps = Median(repeats, () => TorchDecode(ar, batch)) is var t ? batch * 64 / t : 0;
+            double onnxTps = Median(repeats, () => OnnxDecode(arOnnx.Model, arConfig, batch)) is var o ? batch * 64 / o : 0;
+            result[$"arTokensPerSecondBatch{batch}"] = new JsonObject
+            {
+                ["torchSharpEager"] = Math.Round(torchTps, 1), ["onnxRuntime"] = Math.Round(onnxTps, 1), ["ratio"] = Math.Round(onnxTps / torchTps, 2),
+            };
+        }
+        log?.WriteLine("DiT forward, batch 2");
+        var xt = randn(2, 3, 64, 64);
+        var tt = tensor(new[] { 0.5f, 0.5f });
+        var prior = randint(0, 512, [2, 16, 16]);
+        var glyphs = randint(1, 200, [2, 16]);
+        double torchDit = Median(repeats, () => { using var _ = no_grad(); for (int i = 0; i < 5; i++) dit.Forward(xt, tt, prior, glyphs).Dispose(); }) / 5;
+        var feeds = new Dictionary<string, ITensorValue>
+        {
+            ["x_t"] = HostTensor.Create(xt.data<float>().ToArray(), 2, 3, 64, 64), ["t"] = HostTensor.Create(new[] { 0.5f, 0.5f }, 2),
+            ["prior"] = HostTensor.Create(prior.data<long>().ToArray(), 2, 16, 16), ["glyphs"] = HostTensor.Create(glyphs.data<long>().ToArray(), 2, 16),
+        };
+        double onnxDit = Median(repeats, () => { for (int i = 0; i < 5; i++) ditOnnx.Model.Run(feeds).Dispose(); }) / 5;
+        result["ditForwardPerSecondBatch2"] = new JsonObject
+        {
+            ["torchSharpEager"] = Math.Round(1 / torchDit, 2), ["onnxRuntime"] = Math.Round(1 / onnxDit, 2), ["ratio"] = Math.Round(torchDit / onnxDit, 2),
+        };
+        result["int8"] = "not implemented yet: no int8 variant is exported, so none is compared";
+        return result;
+    }
+
+    private static void TorchDecode(ArTransformer ar, int batch)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var ids = randint(0, 100, [batch, 24]);
+        var pos = arange(24).view(1, 24, 1).expand(batch, 24, 3).contiguous();
+        var logits = ar.Forward(ids, pos, null, null, out var cache);
+        for (int i = 0; i < 64; i++)
+        {
+            var next = logits.select(1, -1).argmax(-1).view(batch, 1) + 100;
+            logits = ar.Forward(next, full([batch, 1, 3], 24L + i, dtype: ScalarType.Int64), null, cache, out cache);
+        }
+    }
+
+    private static void OnnxDecode(ICompiledModel model, ArConfig c, int batch)
+    {
+        var rng = new Random(1);
+        var past = new List<IDeviceTensor>();
+        try
+        {
+            long length = 24;
+            var ids = Enumerable.Range(0, batch * 24).Select(_ => (long)rng.Next(100)).ToArray();
+            var feeds = Feeds(c, HostTensor.Create(ids, batch, 24), Positions(batch, 0, 24), length, null);
+            for (int i = 0; i <= 64; i++)
+            {
+                using var outputs = model.Run(feeds);
+                var logits = outputs["logits"].ToHost();
+                foreach (var p in past) p.Dispose();
+                past = Enumerable.Range(0, c.Layers).SelectMany(l => new[] { outputs.Take($"present.{l}.key"), outputs.Take($"present.{l}.value") }).ToList();
+                if (i == 64) break;
+                int t = (int)logits.Shape[1], k = c.CodebookSize;
+                var all = (float[])logits.Data;
+                var next = Enumerable.Range(0, batch).Select(b => 100L + Pipeline.TokenSampler.ArgMax(all.AsSpan((b * t + t - 1) * k, k))).ToArray();
+                length++;
+                feeds = Feeds(c, HostTensor.Create(next, batch, 1), Positions(batch, length - 1, 1), length, past);
+            }
+        }
+        finally
+        {
+            foreach (var p in past) p.Dispose();
+        }
+    }
+
+    private static HostTensor Positions(int batch, long start, int count) =>
+        HostTensor.Create(Enumerable.Range(0, batch).SelectMany(_ => Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(start + i, 3))).ToArray(), batch, count, 3);
+
+    private static Dictionary<string, ITensorValue> Feeds(ArConfig c, HostTensor ids, HostTensor positions, long total, List<IDeviceTensor>? past)
+    {
+        int batch = (int)ids.Shape[0];
+        var feeds = new Dictionary<string, ITensorValue>
+        {
+            ["input_ids"] = ids, ["position_ids"] = positions,
+            ["attention_mask"] = HostTensor.Create(Enumerable.Repeat(1L, batch * (int)total).ToArray(), batch, total),
+        };
+        for (int l = 0; l < c.Layers; l++)
+        {
+            feeds[$"past_key_values.{l}.key"] = past?[2 * l] ?? (ITensorValue)HostTensor.Zeros(TensorElementType.Float32, batch, c.KvHeads, 0, c.HeadDim);
+            feeds[$"past_key_values.{l}.value"] = past?[2 * l + 1] ?? (ITensorValue)HostTensor.Zeros(TensorElementType.Float32, batch, c.KvHeads, 0, c.HeadDim);
+        }
+        return feeds;
+    }
+
+    private static double Median(int n, Action run)
+    {
+        run(); // warm-up
+        var times = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            var w = Stopwatch.StartNew();
+            run();
+            times[i] = w.Elapsed.TotalSeconds;
+        }
+        Array.Sort(times);
+        return times[n / 2];
+    }
+
+    public static string Table(JsonObject r)
+    {
+        var w = new StringWriter();
+        w.WriteLine($"same weights, {r["threads"]} threads, medians of {r["repeats"]}");
+        w.WriteLine($"{"measure",-32}{"TorchSharp",12}{"ONNX Runtime",14}{"ratio",8}");
+        foreach (var key in new[] { "arTokensPerSecondBatch1", "arTokensPerSecondBatch8", "ditForwardPerSecondBatch2" })
+        {
+            var m = r[key]!;
+            w.WriteLine($"{key,-32}{m["torchSharpEager"],12}{m["onnxRuntime"],14}{m["ratio"],8}");
+        }
+        w.Write($"int8: {r["int8"]}");
+        return w.ToString();
+    }
+}
