@@ -7,13 +7,14 @@ namespace Tessera.Engine;
 /// Reads engine options from JSON:
 /// <code>
 /// { "pluginPaths": ["/opt/tessera/plugins"], "fallback": "allow", "cacheDirectory": "/var/cache/tessera",
-///   "plugins": { "cpu": { "devices": "2" } } }
+///   "plugins": { "cpu": { "devices": "2" } }, "placement": { "ar": "cpu:0", "decoder": "cpu:1" } }
 /// </code>
 /// Unknown keys are an error naming the key, so a typo never silently does nothing.
 /// </summary>
 public static class EngineConfigFile
 {
-    private static readonly string[] TopLevelKeys = ["pluginPaths", "fallback", "cacheDirectory", "plugins"];
+    private static readonly string[] TopLevelKeys = ["pluginPaths", "fallback", "cacheDirectory", "plugins", "placement"];
+    private static readonly string[] Stages = ["ar", "decoder", "vq"];
 
     public static EngineOptions Load(string path)
     {
@@ -60,6 +61,18 @@ public static class EngineConfigFile
                         if (plugin.Value.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"Configuration file {path}: 'plugins.{plugin.Name}' must be an object of settings.");
                         options.PluginSettings[plugin.Name] = plugin.Value.EnumerateObject()
                             .ToDictionary(s => s.Name, s => s.Value.ValueKind == JsonValueKind.String ? s.Value.GetString()! : s.Value.GetRawText());
+                    }
+                    break;
+                case "placement":
+                    if (p.Value.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"Configuration file {path}: 'placement' must be an object of stage → device, e.g. {{ \"ar\": \"cpu:0\", \"decoder\": \"cpu:1\" }}.");
+                    foreach (var stage in p.Value.EnumerateObject())
+                    {
+                        if (!Stages.Contains(stage.Name))
+                            throw new InvalidDataException($"Configuration file {path}: 'placement.{stage.Name}' is not a stage; stages are {string.Join(", ", Stages)}.");
+                        var device = String(stage.Value, $"placement.{stage.Name}", path);
+                        if (device != "auto" && !DeviceId.TryParse(device, out _))
+                            throw new InvalidDataException($"Configuration file {path}: 'placement.{stage.Name}' is '{device}'; use auto or kind:index such as cpu:1.");
+                        options.Placement[stage.Name] = device;
                     }
                     break;
                 default:

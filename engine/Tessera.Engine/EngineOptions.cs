@@ -29,6 +29,15 @@ public sealed class EngineOptions
     /// <summary>What happens when a requested device is unavailable or cannot run a whole graph. Default: strict.</summary>
     public FallbackPolicy Fallback { get; set; } = FallbackPolicy.Strict;
 
+    /// <summary>
+    /// Where each pipeline stage runs by default (stage name → device name, e.g. <c>ar → cpu:0</c>,
+    /// <c>decoder → cpu:1</c>); command-line flags override it. Unlisted stages use <c>auto</c>.
+    /// </summary>
+    public Dictionary<string, string> Placement { get; } = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The device for a stage: the placement entry, else <paramref name="fallback"/>.</summary>
+    public string DeviceFor(string stage, string fallback = "auto") => Placement.TryGetValue(stage, out var d) ? d : fallback;
+
     /// <summary>Cache folder (optimized graphs). Default: $TESSERA_CACHE_DIR, else $XDG_CACHE_HOME/tessera, else ~/.cache/tessera.</summary>
     public string? CacheDirectory { get; set; }
 

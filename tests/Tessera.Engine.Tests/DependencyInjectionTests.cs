@@ -47,7 +47,8 @@ public sealed class DependencyInjectionTests
                   "pluginPaths": ["{{TestPaths.Fixture("cpu")}}"],
                   "fallback": "allow",
                   "cacheDirectory": "cache",
-                  "plugins": { "cpu": { "devices": 2 } }
+                  "plugins": { "cpu": { "devices": 2 } },
+                  "placement": { "ar": "cpu:0", "decoder": "cpu:1" }
                 }
                 """);
             var options = EngineConfigFile.Load(path);
@@ -55,6 +56,13 @@ public sealed class DependencyInjectionTests
             Assert.AreEqual(Path.Combine(temp, "cache"), options.CacheDirectory);
             Assert.AreEqual("2", options.PluginSettings["cpu"]["devices"]);
             Assert.AreEqual(TestPaths.Fixture("cpu"), options.PluginDirectories.Single());
+            Assert.AreEqual("cpu:1", options.DeviceFor("decoder"));
+            Assert.AreEqual("auto", options.DeviceFor("vq"));
+
+            File.WriteAllText(path, """{ "placement": { "unet": "cpu:0" } }""");
+            StringAssert.Contains(Assert.ThrowsExactly<InvalidDataException>(() => EngineConfigFile.Load(path)).Message, "'placement.unet' is not a stage");
+            File.WriteAllText(path, """{ "placement": { "ar": "gpu zero" } }""");
+            StringAssert.Contains(Assert.ThrowsExactly<InvalidDataException>(() => EngineConfigFile.Load(path)).Message, "use auto or kind:index");
 
             File.WriteAllText(path, """{ "fallbak": "allow" }""");
             var e = Assert.ThrowsExactly<InvalidDataException>(() => EngineConfigFile.Load(path));

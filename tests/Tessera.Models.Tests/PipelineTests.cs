@@ -151,3 +151,42 @@ public sealed class TextEvaluationTests
         }
     }
 }
+
+[TestClass]
+public sealed class ApplicationApiTests
+{
+    [TestMethod]
+    public async Task AddTesseraResolvesAPipelineThatGeneratesAndHonoursCancellation()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "tessera-tests", "di-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var model = TinyPackage.Create(Path.Combine(dir, "model"), seed: 3);
+            var services = new Microsoft.Extensions.DependencyInjection.ServiceCollection();
+            Microsoft.Extensions.DependencyInjection.TesseraServiceCollectionExtensions.AddTessera(services, o =>
+            {
+                o.ModelDirectory = model;
+                o.Engine.UseDefaultPluginDirectory = false;
+                o.Engine.UseEnvironmentPluginPath = false;
+                o.Engine.CacheDirectory = Path.Combine(dir, "cache");
+                o.Engine.PluginDirectories.Add(Path.Combine(AppContext.BaseDirectory, "fixtures", "cpu"));
+                o.Engine.PluginSettings["cpu"] = new() { ["devices"] = "2" };
+                o.Engine.Placement["decoder"] = "cpu:1";
+            });
+            using var provider = Microsoft.Extensions.DependencyInjection.ServiceCollectionContainerBuilderExtensions.BuildServiceProvider(services);
+            var pipeline = (ITextToImage)provider.GetService(typeof(ITextToImage))!;
+
+            var result = await pipeline.GenerateAsync(new GenerationRequest("the word \"SUN\" in blue on a white background") { Seed = 1 });
+            Assert.AreEqual(64, result.Size);
+            CollectionAssert.AreEqual(new byte[] { 0x89, 0x50, 0x4E, 0x47 }, result.Png[..4], "a PNG signature");
+
+            using var cancelled = new CancellationTokenSource();
+            cancelled.Cancel();
+            await Assert.ThrowsExactlyAsync<TaskCanceledException>(() => pipeline.GenerateAsync(new GenerationRequest("the word \"SUN\""), cancellationToken: cancelled.Token));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}

@@ -17,7 +17,7 @@ public static class GenerateCommand
         var steps = new Option<int?>("--steps") { Description = "Denoising steps (default from the model)." };
         var cfg = new Option<double?>("--cfg") { Description = "Classifier-free guidance scale; 1 turns it off (default from the model)." };
         var temperature = new Option<double?>("--temperature") { Description = "AR sampling temperature; 0 is greedy (default from the model)." };
-        var device = new Option<string>("--device") { Description = "Device for both stages: auto, cpu:0, ... (see 'tessera devices').", DefaultValueFactory = _ => "auto" };
+        var device = new Option<string?>("--device") { Description = "Device for both stages: auto, cpu:0, ... (see 'tessera devices'). Default: the config file's placement, else auto." };
         var arDevice = new Option<string?>("--ar-device") { Description = "Device for the AR stage (overrides --device)." };
         var decoderDevice = new Option<string?>("--decoder-device") { Description = "Device for the decoder stage (overrides --device)." };
         var count = new Option<int>("--n") { Description = "Number of images (seeds seed, seed+1, ...).", DefaultValueFactory = _ => 1 };
@@ -36,22 +36,29 @@ public static class GenerateCommand
             if (parse.GetValue(image) is { } img)
                 source = ImageFiles.ReadRgb(img.FullName, package.Manifest.Decoder.ImageSize).Rgb;
 
-            using var engine = new TesseraEngine(GlobalOptions.Build(parse));
-            var d = parse.GetValue(device)!;
-            using var generator = new ImageGenerator(engine, package, parse.GetValue(arDevice) ?? d, parse.GetValue(decoderDevice) ?? d);
+            var options = GlobalOptions.Build(parse);
+            using var engine = new TesseraEngine(options);
+            var d = parse.GetValue(device);
+            using var generator = new ImageGenerator(engine, package,
+                parse.GetValue(arDevice) ?? d ?? options.DeviceFor("ar"), parse.GetValue(decoderDevice) ?? d ?? options.DeviceFor("decoder"));
             Console.Error.WriteLine($"model {package.Manifest.Name} ({package.Directory}); AR on {generator.ArDevice}, decoder on {generator.DecoderDevice}");
             foreach (var note in generator.FallbackNotes) Console.Error.WriteLine($"fallback: {note}");
 
             var outPath = parse.GetValue(output)!.FullName;
+            var requests = Enumerable.Range(0, n).Select(i => new GenerationRequest(parse.GetValue(prompt)!)
+            {
+                Seed = parse.GetValue(seed) + (ulong)i, Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg),
+                Temperature = parse.GetValue(temperature), SourceRgb = source,
+            }).ToList();
+            // Several images with the stages on different devices: the AR of image k+1 overlaps the decoder of image k.
+            bool pipelined = n > 1 && source is null && generator.ArDevice != generator.DecoderDevice;
+            if (pipelined) Console.Error.WriteLine($"pipelining {n} images: AR on {generator.ArDevice} overlaps the decoder on {generator.DecoderDevice}");
+            var pipelinedResults = pipelined ? PipelinedGeneration.Run(generator, requests, cancel) : null;
             for (int i = 0; i < n; i++)
             {
-                var request = new GenerationRequest(parse.GetValue(prompt)!)
-                {
-                    Seed = parse.GetValue(seed) + (ulong)i, Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg),
-                    Temperature = parse.GetValue(temperature), SourceRgb = source,
-                };
-                var result = generator.Generate(request, new ProgressPrinter(), cancel);
-                if (!Console.IsErrorRedirected) Console.Error.WriteLine();
+                var request = requests[i];
+                var result = pipelinedResults?[i] ?? generator.Generate(request, new ProgressPrinter(), cancel);
+                if (!Console.IsErrorRedirected && pipelinedResults is null) Console.Error.WriteLine();
                 foreach (var w in result.Warnings) Console.Error.WriteLine($"warning: {w}");
                 var path = n == 1 ? outPath : Path.Combine(Path.GetDirectoryName(outPath)!, $"{Path.GetFileNameWithoutExtension(outPath)}-{i}{Path.GetExtension(outPath)}");
                 Directory.CreateDirectory(Path.GetDirectoryName(path)!);
