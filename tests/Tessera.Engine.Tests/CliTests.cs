@@ -16,13 +16,17 @@ public sealed class CliTests
     [TestCleanup]
     public void Cleanup() => Directory.Delete(_temp, recursive: true);
 
-    private (int Code, string Out, string Err) Tessera(params string[] args)
+    private (int Code, string Out, string Err) Tessera(params string[] args) => TesseraWith([], args);
+
+    private (int Code, string Out, string Err) TesseraWith(Dictionary<string, string> environment, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(TestPaths.CliDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["TESSERA_CACHE_DIR"] = Path.Combine(_temp, "cache");
         psi.Environment.Remove("TESSERA_PLUGIN_PATH");
+        psi.Environment.Remove("TESSERA_MODEL");
+        foreach (var (k, v) in environment) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
@@ -106,12 +110,55 @@ public sealed class CliTests
         StringAssert.Contains(stderr, "cpu:0");
     }
 
+    private const string MoonPrompt = "the word \"MOON\" in red on a yellow background";
+
+    [TestMethod]
+    public void GenerateOnTheShippedDefaultGivesTheSamePngForTheSameSeedAndNeverLoadsTorchSharp()
+    {
+        var a = Path.Combine(_temp, "a.png");
+        var b = Path.Combine(_temp, "b.png");
+        var (code, stdout, stderr) = TesseraWith(new() { ["TESSERA_DIAGNOSTICS"] = "assemblies" }, "generate", MoonPrompt, "-o", a, "--seed", "5", "--steps", "4");
+        Assert.AreEqual(0, code, stderr);
+        StringAssert.Contains(stdout, $"wrote {a} (64x64, seed 5)");
+        var loaded = stderr.Split('\n').Where(l => l.StartsWith("loaded ")).ToList();
+        Assert.AreEqual(2, loaded.Count, stderr);
+        Assert.IsFalse(loaded.Any(l => l.Contains("TorchSharp") || l.Contains("libtorch")), "the inference path loaded TorchSharp: " + string.Join("\n", loaded));
+        StringAssert.Contains(loaded[0], "Microsoft.ML.OnnxRuntime");
+
+        Assert.AreEqual(0, Tessera("generate", MoonPrompt, "-o", b, "--seed", "5", "--steps", "4").Code);
+        CollectionAssert.AreEqual(File.ReadAllBytes(a), File.ReadAllBytes(b));
+    }
+
+    [TestMethod]
+    public void GenerateRejectsBadInputWithOneLineNamingTheThing()
+    {
+        var notImage = Path.Combine(_temp, "photo.png");
+        File.WriteAllText(notImage, "not a picture");
+        var cases = new (string[] Args, string Expected)[]
+        {
+            (["generate", "   "], "prompt is empty"),
+            (["generate", string.Join(" ", Enumerable.Repeat("red", 60))], "limit is 48"),
+            (["generate", MoonPrompt, "--model", Path.Combine(_temp, "nowhere")], Path.Combine(_temp, "nowhere")),
+            (["generate", MoonPrompt, "--image", notImage], notImage),
+            (["generate", MoonPrompt, "--device", "tpu:0"], "Unknown device 'tpu:0'"),
+        };
+        foreach (var (args, expected) in cases)
+        {
+            var (code, _, stderr) = Tessera([.. args, "-o", Path.Combine(_temp, "x.png")]);
+            Assert.AreNotEqual(0, code, string.Join(" ", args));
+            var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.StartsWith("error: ")).ToList();
+            Assert.AreEqual(1, lines.Count, stderr);
+            StringAssert.Contains(lines[0], expected);
+        }
+        Assert.IsFalse(File.Exists(Path.Combine(_temp, "x.png")), "nothing is written on error");
+    }
+
     [TestMethod]
     public void HelpDescribesEveryCommand()
     {
         var (code, stdout, _) = Tessera("--help");
         Assert.AreEqual(0, code);
-        foreach (var c in new[] { "devices", "run", "bench" }) StringAssert.Contains(stdout, c);
+        foreach (var c in new[] { "generate", "devices", "run", "bench", "train", "export", "package", "eval", "data" }) StringAssert.Contains(stdout, c);
         var (code2, stdout2, _) = Tessera("run", "--help");
         Assert.AreEqual(0, code2);
         StringAssert.Contains(stdout2, "--input");
