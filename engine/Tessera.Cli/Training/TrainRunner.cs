@@ -8,6 +8,9 @@ public static class TrainRunner
 {
     private const int MaxNativeRetries = 3;
 
+    private static long LatestStep(string outDir) =>
+        new CheckpointStore(Path.Combine(outDir, "checkpoints")).List().Select(p => long.Parse(Path.GetFileNameWithoutExtension(p)["ckpt-".Length..])).DefaultIfEmpty(0).Max();
+
     public static int Run(string stage, string configPath, string outDir, bool resume, long? stopAfter, CancellationToken cancel)
     {
         var config = StageConfig.Load(configPath);
@@ -15,7 +18,8 @@ public static class TrainRunner
         File.Copy(configPath, Path.Combine(outDir, "config.json"), overwrite: true);
         Console.Error.WriteLine($"{TorchRuntime.Describe()}; training {stage} into {outDir}");
         TrainingResult? result = null;
-        for (int attempt = 1; result is null; attempt++)
+        long lastCheckpoint = LatestStep(outDir);
+        for (int failuresWithoutProgress = 0; result is null;)
         {
             var options = new StageRunOptions(resume, Console.Error, cancel, StopAfterStep: stopAfter);
             Func<TrainingResult> run = stage switch
@@ -29,11 +33,16 @@ public static class TrainRunner
             {
                 result = run();
             }
-            catch (System.Runtime.InteropServices.ExternalException e) when (attempt < MaxNativeRetries)
+            catch (System.Runtime.InteropServices.ExternalException e)
             {
-                // An intermittent error inside libtorch (seen once after ~1000 decoder steps). Resume is exact, so
-                // continuing from the last checkpoint gives the same run, minus the steps repeated.
-                Console.Error.WriteLine($"\nwarning: libtorch failed ({e.Message.Split('\n')[0]}); resuming {stage} from its last checkpoint (attempt {attempt + 1} of {MaxNativeRetries})");
+                // An intermittent error inside libtorch (seen in decoder training, at varying steps, in Tensor + Tensor).
+                // Resume is exact, so continuing from the last checkpoint gives the same run, minus the repeated steps.
+                // Keep going while each attempt gets past a new checkpoint; stop after 3 attempts without progress.
+                long now = LatestStep(outDir);
+                failuresWithoutProgress = now > lastCheckpoint ? 1 : failuresWithoutProgress + 1;
+                lastCheckpoint = now;
+                if (failuresWithoutProgress > MaxNativeRetries) throw;
+                Console.Error.WriteLine($"\nwarning: libtorch failed ({e.Message.Split('\n')[0]}); resuming {stage} from step {now}");
                 resume = true;
             }
         }
