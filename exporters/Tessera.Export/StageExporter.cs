@@ -15,6 +15,9 @@ namespace Tessera.Export;
 public sealed record ExportResult(string Stage, string ModelPath, string? ExternalDataPath, long Bytes, IReadOnlyList<OutputParity> Parity, string ReportPath)
 {
     public bool Passed => Parity.All(p => p.Passed);
+
+    /// <summary>The fp16-weights variant, when one was asked for.</summary>
+    public ExportResult? Fp16 { get; init; }
 }
 
 /// <summary>
@@ -26,7 +29,13 @@ public static class StageExporter
 {
     public const double Fp32Tolerance = 1e-4;
 
-    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log)
+    /// <summary>
+    /// Tolerance for the fp16-weights variant: rounding each weight to 11 significant bits moves outputs by roughly
+    /// 1e-3 of their scale; 5e-2 absolute still catches any structural error (those are O(1)).
+    /// </summary>
+    public const double Fp16Tolerance = 5e-2;
+
+    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, bool fp16 = false)
     {
         var (path, step, configJson, tensors) = File.Exists(checkpointOrRun) ? LoadFile(checkpointOrRun) : TrainedWeights.Latest(checkpointOrRun, log);
         log.WriteLine($"exporting {stage} from {path} (step {step})");
@@ -55,8 +64,26 @@ public static class StageExporter
         report["modelBytes"] = new FileInfo(modelPath).Length + (dataPath is null ? 0 : new FileInfo(dataPath).Length);
         var reportPath = Path.Combine(outDir, $"{stage}.parity.json");
         File.WriteAllText(reportPath, report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        var result = new ExportResult(stage, modelPath, dataPath, report["modelBytes"]!.GetValue<long>(), rows, reportPath);
+
+        if (fp16)
+        {
+            var fp16Path = Path.Combine(outDir, $"{stage}.fp16.onnx");
+            var fp16Data = OnnxModelFile.Save(OnnxVariants.ToFloat16Weights(job.Proto), fp16Path, externalData ? new ExternalDataOptions() : null);
+            log.WriteLine($"wrote {fp16Path}; validating the fp16-weights variant against TorchSharp");
+            using var fp16Parity = new Parity(fp16Path);
+            var fp16Rows = job.Check(fp16Parity).Select(r => r with { Tolerance = Math.Max(r.Tolerance, Fp16Tolerance) }).ToList();
+            var fp16Report = Parity.ToJson(fp16Rows);
+            long fp16Bytes = new FileInfo(fp16Path).Length + (fp16Data is null ? 0 : new FileInfo(fp16Data).Length);
+            fp16Report["variant"] = "fp16 weights (stored float16, computed float32)";
+            fp16Report["modelBytes"] = fp16Bytes;
+            fp16Report["sizeRatioToFp32"] = Math.Round((double)fp16Bytes / result.Bytes, 3);
+            var fp16ReportPath = Path.Combine(outDir, $"{stage}.fp16.parity.json");
+            File.WriteAllText(fp16ReportPath, fp16Report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            result = result with { Fp16 = new ExportResult(stage + " fp16", fp16Path, fp16Data, fp16Bytes, fp16Rows, fp16ReportPath) };
+        }
         job.Module.Dispose();
-        return new ExportResult(stage, modelPath, dataPath, report["modelBytes"]!.GetValue<long>(), rows, reportPath);
+        return result;
     }
 
     private static (string, long, string, Dictionary<string, Tensor>) LoadFile(string file)

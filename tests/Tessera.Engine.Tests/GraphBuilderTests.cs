@@ -79,6 +79,30 @@ public sealed class GraphBuilderTests : CpuEngineTest
     }
 
     [TestMethod]
+    public void Fp16WeightVariantHalvesTheFileAndStaysCloseToFp32()
+    {
+        var rng = new Random(4);
+        var w = Enumerable.Range(0, 128 * 128).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
+        var g = new OnnxGraphBuilder("fp16");
+        var x = g.Input("x", TensorElementType.Float32, OnnxGraphBuilder.Dims(2, 128));
+        g.Output(g.Node("MatMul", x, g.Initializer("w", w, 128, 128)), "y", TensorElementType.Float32, OnnxGraphBuilder.Dims(2, 128));
+        var fp32 = g.Build();
+        var fp16 = OnnxVariants.ToFloat16Weights(fp32);
+
+        Assert.AreEqual((int)TensorElementType.Float32, fp32.Graph.Initializer.Single().DataType, "the source model is unchanged");
+        Assert.AreEqual((int)TensorElementType.Float16, fp16.Graph.Initializer.Single().DataType);
+        var bytes32 = Google.Protobuf.MessageExtensions.ToByteArray(fp32);
+        var bytes16 = Google.Protobuf.MessageExtensions.ToByteArray(fp16);
+        Assert.AreEqual(0.5, (double)bytes16.Length / bytes32.Length, 0.02);
+
+        var xs = HostTensor.Create(Enumerable.Range(0, 256).Select(i => (i % 13) / 13f).ToArray(), 2, 128);
+        var a = Run(ModelSource.FromBytes(bytes32), "x", xs, "y");
+        var b = Run(ModelSource.FromBytes(bytes16), "x", xs, "y");
+        double maxDiff = a.Zip(b, (p, q) => Math.Abs(p - q)).Max();
+        Assert.IsTrue(maxDiff is > 0 and < 1e-2, $"fp16 weights move outputs by {maxDiff:E2}");
+    }
+
+    [TestMethod]
     public void LoadingANonOnnxFileNamesIt()
     {
         var path = Path.Combine(Temp, "text.onnx");

@@ -12,11 +12,12 @@ public static class ExportCommand
         stage.AcceptOnlyFromAmong("ar", "decoder", "vq");
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for <stage>.onnx and <stage>.parity.json.", Required = true };
         var external = new Option<bool>("--external-data") { Description = "Store weights in <stage>.onnx.data beside the graph (automatic above 2 GB)." };
+        var fp16 = new Option<bool>("--fp16") { Description = "Also write <stage>.fp16.onnx: weights stored as float16 (half the size), computed in float32, validated with its own tolerance." };
         var cmd = new Command("export", "Export a trained stage to ONNX with a parity report (TorchSharp vs ONNX Runtime on the same inputs; fp32 tolerance 1e-4).")
         {
-            checkpoint, stage, output, external,
+            checkpoint, stage, output, external, fp16,
         };
-        cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.Run(parse.GetValue(stage)!, parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(external))));
+        cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.Run(parse.GetValue(stage)!, parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(external), parse.GetValue(fp16))));
         return cmd;
     }
 }

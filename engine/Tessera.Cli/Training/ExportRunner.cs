@@ -5,16 +5,22 @@ namespace Tessera.Cli.Training;
 /// <summary>Runs an export and prints the parity table; exits 1 when parity fails.</summary>
 public static class ExportRunner
 {
-    public static int Run(string stage, string checkpoint, string outDir, bool externalData)
+    public static int Run(string stage, string checkpoint, string outDir, bool externalData, bool fp16 = false)
     {
         if (!File.Exists(checkpoint) && !Directory.Exists(checkpoint))
             throw new FileNotFoundException($"Checkpoint {checkpoint} does not exist (give a .tsr file or a training run folder).");
-        var r = StageExporter.Export(stage, checkpoint, outDir, externalData, Console.Error);
-        Console.WriteLine($"{"case",-22}{"output",-28}{"max abs err",13}{"max rel err",13}{"tolerance",11}  result");
-        foreach (var p in r.Parity)
-            Console.WriteLine($"{p.Case,-22}{p.Output,-28}{p.MaxAbsError,13:E2}{p.MaxRelError,13:E2}{p.Tolerance,11:E0}  {(p.Passed ? "ok" : "FAILED")}");
-        Console.WriteLine($"{r.ModelPath}{(r.ExternalDataPath is null ? "" : $" + {Path.GetFileName(r.ExternalDataPath)}")}: {r.Bytes / 1048576.0:F2} MiB; report {r.ReportPath}");
-        if (!r.Passed) Console.Error.WriteLine($"error: the {stage} export does not match TorchSharp within tolerance; the ONNX file is kept for inspection but must not be shipped.");
-        return r.Passed ? 0 : 1;
+        var r = StageExporter.Export(stage, checkpoint, outDir, externalData, Console.Error, fp16);
+        bool ok = true;
+        foreach (var variant in new[] { r, r.Fp16 }.OfType<ExportResult>())
+        {
+            Console.WriteLine($"{"case",-22}{"output",-28}{"max abs err",13}{"max rel err",13}{"tolerance",11}  result   [{variant.Stage}]");
+            foreach (var p in variant.Parity)
+                Console.WriteLine($"{p.Case,-22}{p.Output,-28}{p.MaxAbsError,13:E2}{p.MaxRelError,13:E2}{p.Tolerance,11:E0}  {(p.Passed ? "ok" : "FAILED")}");
+            Console.WriteLine($"{variant.ModelPath}{(variant.ExternalDataPath is null ? "" : $" + {Path.GetFileName(variant.ExternalDataPath)}")}: {variant.Bytes / 1048576.0:F2} MiB" +
+                              $"{(variant == r ? "" : $" ({(double)variant.Bytes / r.Bytes:P0} of fp32)")}; report {variant.ReportPath}");
+            if (!variant.Passed) Console.Error.WriteLine($"error: the {variant.Stage} export does not match TorchSharp within tolerance; the ONNX file is kept for inspection but must not be shipped.");
+            ok &= variant.Passed;
+        }
+        return ok ? 0 : 1;
     }
 }
