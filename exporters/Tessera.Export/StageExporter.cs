@@ -16,8 +16,8 @@ public sealed record ExportResult(string Stage, string ModelPath, string? Extern
 {
     public bool Passed => Parity.All(p => p.Passed);
 
-    /// <summary>The fp16-weights variant, when one was asked for.</summary>
-    public ExportResult? Fp16 { get; init; }
+    /// <summary>Variants written beside the fp32 model (fp16 weights, int8 weights), each validated on its own.</summary>
+    public IReadOnlyList<ExportResult> Variants { get; init; } = [];
 }
 
 /// <summary>
@@ -35,7 +35,20 @@ public static class StageExporter
     /// </summary>
     public const double Fp16Tolerance = 5e-2;
 
-    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, bool fp16 = false)
+    /// <summary>
+    /// Tolerance for the int8-weights variant (8-bit codes per block of 32, one scale per block): weight error up to
+    /// 1/254 of each block's largest magnitude gives output errors of a few 1e-2; 0.25 absolute on logits still
+    /// catches a wrong layout or scale (those give errors of order 1 and more).
+    /// </summary>
+    public const double Int8Tolerance = 0.25;
+
+    /// <summary>A weight variant: its file suffix, description, transform and tolerance.</summary>
+    public sealed record Variant(string Suffix, string Description, Func<Tessera.Onnx.Proto.ModelProto, Tessera.Onnx.Proto.ModelProto> Transform, double Tolerance);
+
+    public static readonly Variant Fp16 = new("fp16", "fp16 weights (stored float16, computed float32)", m => OnnxVariants.ToFloat16Weights(m), Fp16Tolerance);
+    public static readonly Variant Int8 = new("int8", "int8 weights (com.microsoft.MatMulNBits, 8 bits, block 32, accuracy_level 4: activations quantized to int8 per block)", m => OnnxVariants.ToInt8Weights(m), Int8Tolerance);
+
+    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, params Variant[] variants)
     {
         var (path, step, configJson, tensors) = File.Exists(checkpointOrRun) ? LoadFile(checkpointOrRun) : TrainedWeights.Latest(checkpointOrRun, log);
         log.WriteLine($"exporting {stage} from {path} (step {step})");
@@ -66,22 +79,24 @@ public static class StageExporter
         File.WriteAllText(reportPath, report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         var result = new ExportResult(stage, modelPath, dataPath, report["modelBytes"]!.GetValue<long>(), rows, reportPath);
 
-        if (fp16)
+        var written = new List<ExportResult>();
+        foreach (var v in variants)
         {
-            var fp16Path = Path.Combine(outDir, $"{stage}.fp16.onnx");
-            var fp16Data = OnnxModelFile.Save(OnnxVariants.ToFloat16Weights(job.Proto), fp16Path, externalData ? new ExternalDataOptions() : null);
-            log.WriteLine($"wrote {fp16Path}; validating the fp16-weights variant against TorchSharp");
-            using var fp16Parity = new Parity(fp16Path);
-            var fp16Rows = job.Check(fp16Parity).Select(r => r with { Tolerance = Math.Max(r.Tolerance, Fp16Tolerance) }).ToList();
-            var fp16Report = Parity.ToJson(fp16Rows);
-            long fp16Bytes = new FileInfo(fp16Path).Length + (fp16Data is null ? 0 : new FileInfo(fp16Data).Length);
-            fp16Report["variant"] = "fp16 weights (stored float16, computed float32)";
-            fp16Report["modelBytes"] = fp16Bytes;
-            fp16Report["sizeRatioToFp32"] = Math.Round((double)fp16Bytes / result.Bytes, 3);
-            var fp16ReportPath = Path.Combine(outDir, $"{stage}.fp16.parity.json");
-            File.WriteAllText(fp16ReportPath, fp16Report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            result = result with { Fp16 = new ExportResult(stage + " fp16", fp16Path, fp16Data, fp16Bytes, fp16Rows, fp16ReportPath) };
+            var variantPath = Path.Combine(outDir, $"{stage}.{v.Suffix}.onnx");
+            var variantData = OnnxModelFile.Save(v.Transform(job.Proto), variantPath, externalData ? new ExternalDataOptions() : null);
+            log.WriteLine($"wrote {variantPath}; validating the {v.Suffix} variant against TorchSharp");
+            using var variantParity = new Parity(variantPath);
+            var variantRows = job.Check(variantParity).Select(r => r with { Tolerance = Math.Max(r.Tolerance, v.Tolerance) }).ToList();
+            var variantReport = Parity.ToJson(variantRows);
+            long bytes = new FileInfo(variantPath).Length + (variantData is null ? 0 : new FileInfo(variantData).Length);
+            variantReport["variant"] = v.Description;
+            variantReport["modelBytes"] = bytes;
+            variantReport["sizeRatioToFp32"] = Math.Round((double)bytes / result.Bytes, 3);
+            var variantReportPath = Path.Combine(outDir, $"{stage}.{v.Suffix}.parity.json");
+            File.WriteAllText(variantReportPath, variantReport.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            written.Add(new ExportResult($"{stage} {v.Suffix}", variantPath, variantData, bytes, variantRows, variantReportPath));
         }
+        result = result with { Variants = written };
         job.Module.Dispose();
         return result;
     }

@@ -103,6 +103,30 @@ public sealed class GraphBuilderTests : CpuEngineTest
     }
 
     [TestMethod]
+    public void Int8WeightVariantUsesMatMulNBitsAndStaysCloseToFp32()
+    {
+        var rng = new Random(5);
+        var w = Enumerable.Range(0, 200 * 96).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray(); // K = 200: not a multiple of the block
+        var g = new OnnxGraphBuilder("int8");
+        var x = g.Input("x", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 3, 200));
+        g.Output(g.Node("MatMul", x, g.Initializer("w", w, 200, 96)), "y", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 3, 96));
+        var fp32 = g.Build();
+        var int8 = OnnxVariants.ToInt8Weights(fp32);
+
+        Assert.AreEqual("MatMulNBits", int8.Graph.Node.Single(n => n.Output[0] != "y" || n.OpType != "Identity").OpType);
+        Assert.IsFalse(int8.Graph.Initializer.Any(t => t.Name == "w"), "the float weight is gone");
+        var bytes32 = Google.Protobuf.MessageExtensions.ToByteArray(fp32);
+        var bytes8 = Google.Protobuf.MessageExtensions.ToByteArray(int8);
+        Assert.IsTrue(bytes8.Length < bytes32.Length * 0.35, $"{bytes8.Length} vs {bytes32.Length} bytes");
+
+        var xs = HostTensor.Create(Enumerable.Range(0, 2 * 3 * 200).Select(i => (i % 17) / 17f - 0.5f).ToArray(), 2, 3, 200);
+        var a = Run(ModelSource.FromBytes(bytes32), "x", xs, "y");
+        var b = Run(ModelSource.FromBytes(bytes8), "x", xs, "y");
+        double maxDiff = a.Zip(b, (p, q) => Math.Abs(p - q)).Max(), maxAbs = a.Max(Math.Abs);
+        Assert.IsTrue(maxDiff > 0 && maxDiff < maxAbs * 0.02, $"int8 weights move outputs by {maxDiff:E2} (outputs up to {maxAbs:F2})");
+    }
+
+    [TestMethod]
     public void LoadingANonOnnxFileNamesIt()
     {
         var path = Path.Combine(Temp, "text.onnx");

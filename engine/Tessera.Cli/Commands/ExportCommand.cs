@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Tessera.Export;
 
 namespace Tessera.Cli.Commands;
 
@@ -13,11 +14,13 @@ public static class ExportCommand
         var output = new Option<DirectoryInfo>("--out") { Description = "Folder for <stage>.onnx and <stage>.parity.json.", Required = true };
         var external = new Option<bool>("--external-data") { Description = "Store weights in <stage>.onnx.data beside the graph (automatic above 2 GB)." };
         var fp16 = new Option<bool>("--fp16") { Description = "Also write <stage>.fp16.onnx: weights stored as float16 (half the size), computed in float32, validated with its own tolerance." };
+        var int8 = new Option<bool>("--int8") { Description = "Also write <stage>.int8.onnx: MatMul weights as 8-bit blocks (com.microsoft.MatMulNBits), validated with its own tolerance." };
         var cmd = new Command("export", "Export a trained stage to ONNX with a parity report (TorchSharp vs ONNX Runtime on the same inputs; fp32 tolerance 1e-4).")
         {
-            checkpoint, stage, output, external, fp16,
+            checkpoint, stage, output, external, fp16, int8,
         };
-        cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.Run(parse.GetValue(stage)!, parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(external), parse.GetValue(fp16))));
+        cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.Run(parse.GetValue(stage)!, parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(external),
+            [.. parse.GetValue(fp16) ? new[] { StageExporter.Fp16 } : [], .. parse.GetValue(int8) ? new[] { StageExporter.Int8 } : []])));
         return cmd;
     }
 }

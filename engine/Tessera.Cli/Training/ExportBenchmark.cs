@@ -28,11 +28,19 @@ public static class ExportBenchmark
         using var ar = new ArTransformer(arConfig);
         ar.eval();
         using var dit = new DitDecoder(new DitConfig { Layers = 4 });
+        using (no_grad())
+            foreach (var p in dit.parameters()) p.add_(randn_like(p) * 0.02f); // off the AdaLN-Zero init, whose output is exactly 0
         dit.eval();
         using var engine = new TesseraEngine(options);
         var compile = new CompileOptions { IntraOpThreads = threads, UseCompiledModelCache = false };
-        using var arOnnx = engine.Compile(ModelSource.FromBytes(Google.Protobuf.MessageExtensions.ToByteArray(ArExport.Export(ar)), "ar"), "cpu:0", compile);
-        using var ditOnnx = engine.Compile(ModelSource.FromBytes(Google.Protobuf.MessageExtensions.ToByteArray(DitExport.Export(dit)), "decoder"), "cpu:0", compile);
+        var arProto = ArExport.Export(ar);
+        var ditProto = DitExport.Export(dit);
+        byte[] arFp32 = Google.Protobuf.MessageExtensions.ToByteArray(arProto), arInt8 = Google.Protobuf.MessageExtensions.ToByteArray(Tessera.Onnx.OnnxVariants.ToInt8Weights(arProto));
+        byte[] ditFp32 = Google.Protobuf.MessageExtensions.ToByteArray(ditProto), ditInt8 = Google.Protobuf.MessageExtensions.ToByteArray(Tessera.Onnx.OnnxVariants.ToInt8Weights(ditProto));
+        using var arOnnx = engine.Compile(ModelSource.FromBytes(arFp32, "ar"), "cpu:0", compile);
+        using var ditOnnx = engine.Compile(ModelSource.FromBytes(ditFp32, "decoder"), "cpu:0", compile);
+        using var arOnnx8 = engine.Compile(ModelSource.FromBytes(arInt8, "ar.int8"), "cpu:0", compile);
+        using var ditOnnx8 = engine.Compile(ModelSource.FromBytes(ditInt8, "decoder.int8"), "cpu:0", compile);
 
         var result = new JsonObject { ["benchmark"] = "export", ["threads"] = threads, ["repeats"] = repeats };
         foreach (int batch in new[] { 1, 8 })
@@ -40,9 +48,11 @@ public static class ExportBenchmark
             log?.WriteLine($"AR decode, batch {batch}");
             double torchTps = Median(repeats, () => TorchDecode(ar, batch)) is var t ? batch * 64 / t : 0;
             double onnxTps = Median(repeats, () => OnnxDecode(arOnnx.Model, arConfig, batch)) is var o ? batch * 64 / o : 0;
+            double int8Tps = Median(repeats, () => OnnxDecode(arOnnx8.Model, arConfig, batch)) is var q ? batch * 64 / q : 0;
             result[$"arTokensPerSecondBatch{batch}"] = new JsonObject
             {
                 ["torchSharpEager"] = Math.Round(torchTps, 1), ["onnxRuntime"] = Math.Round(onnxTps, 1), ["ratio"] = Math.Round(onnxTps / torchTps, 2),
+                ["onnxRuntimeInt8"] = Math.Round(int8Tps, 1), ["int8VsFp32"] = Math.Round(int8Tps / onnxTps, 2),
             };
         }
         log?.WriteLine("DiT forward, batch 2");
@@ -57,11 +67,27 @@ public static class ExportBenchmark
             ["prior"] = HostTensor.Create(prior.data<long>().ToArray(), 2, 16, 16), ["glyphs"] = HostTensor.Create(glyphs.data<long>().ToArray(), 2, 16),
         };
         double onnxDit = Median(repeats, () => { for (int i = 0; i < 5; i++) ditOnnx.Model.Run(feeds).Dispose(); }) / 5;
+        double int8Dit = Median(repeats, () => { for (int i = 0; i < 5; i++) ditOnnx8.Model.Run(feeds).Dispose(); }) / 5;
         result["ditForwardPerSecondBatch2"] = new JsonObject
         {
             ["torchSharpEager"] = Math.Round(1 / torchDit, 2), ["onnxRuntime"] = Math.Round(1 / onnxDit, 2), ["ratio"] = Math.Round(torchDit / onnxDit, 2),
+            ["onnxRuntimeInt8"] = Math.Round(1 / int8Dit, 2), ["int8VsFp32"] = Math.Round(onnxDit / int8Dit, 2),
         };
-        result["int8"] = "not implemented yet: no int8 variant is exported, so none is compared";
+        // int8 error: the same DiT inputs through both graphs.
+        using (var a = ditOnnx.Model.Run(feeds))
+        using (var b = ditOnnx8.Model.Run(feeds))
+        {
+            var x = (float[])a["velocity"].ToHost().Data;
+            var y = (float[])b["velocity"].ToHost().Data;
+            result["int8"] = new JsonObject
+            {
+                ["variant"] = StageExporter.Int8.Description,
+                ["arBytesFp32"] = arFp32.Length, ["arBytesInt8"] = arInt8.Length,
+                ["ditBytesFp32"] = ditFp32.Length, ["ditBytesInt8"] = ditInt8.Length,
+                ["ditMaxAbsErrorVsFp32"] = Math.Round(x.Zip(y, (p, q) => Math.Abs(p - q)).Max(), 5),
+                ["ditMaxAbsOutput"] = Math.Round(x.Max(Math.Abs), 4),
+            };
+        }
         return result;
     }
 
@@ -145,13 +171,15 @@ public static class ExportBenchmark
     {
         var w = new StringWriter();
         w.WriteLine($"same weights, {r["threads"]} threads, medians of {r["repeats"]}");
-        w.WriteLine($"{"measure",-32}{"TorchSharp",12}{"ONNX Runtime",14}{"ratio",8}");
+        w.WriteLine($"{"measure",-32}{"TorchSharp",12}{"ORT fp32",10}{"ratio",8}{"ORT int8",10}{"int8/fp32",11}");
         foreach (var key in new[] { "arTokensPerSecondBatch1", "arTokensPerSecondBatch8", "ditForwardPerSecondBatch2" })
         {
             var m = r[key]!;
-            w.WriteLine($"{key,-32}{m["torchSharpEager"],12}{m["onnxRuntime"],14}{m["ratio"],8}");
+            w.WriteLine($"{key,-32}{m["torchSharpEager"],12}{m["onnxRuntime"],10}{m["ratio"],8}{m["onnxRuntimeInt8"],10}{m["int8VsFp32"],11}");
         }
-        w.Write($"int8: {r["int8"]}");
+        var q = r["int8"]!;
+        w.Write($"int8 ({q["variant"]}): AR {q["arBytesFp32"]} → {q["arBytesInt8"]} bytes, DiT {q["ditBytesFp32"]} → {q["ditBytesInt8"]} bytes; " +
+                $"DiT max abs error vs fp32 {q["ditMaxAbsErrorVsFp32"]} (outputs up to {q["ditMaxAbsOutput"]})");
         return w.ToString();
     }
 }
