@@ -44,8 +44,24 @@ public sealed class ModelSource
         }
     }
 
-    /// <summary>SHA-256 of the model bytes, lowercase hex. Stable across processes; used as a cache key.</summary>
-    public string ContentHash => _contentHash ??= Convert.ToHexStringLower(SHA256.HashData(GetBytes()));
+    /// <summary>
+    /// SHA-256 of the model bytes, lowercase hex. Stable across processes; used as a cache key. A file is hashed as a
+    /// stream, so large models are not held in memory just to be hashed.
+    /// </summary>
+    public string ContentHash => _contentHash ??= Convert.ToHexStringLower(_bytes is not null ? SHA256.HashData(_bytes) : HashFile());
+
+    private byte[] HashFile()
+    {
+        try
+        {
+            using var stream = File.OpenRead(FilePath!);
+            return SHA256.HashData(stream);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ModelLoadException(DisplayName, $"cannot be read ({e.Message}). Check the path and permissions.", e);
+        }
+    }
 
     public override string ToString() => DisplayName;
 }
