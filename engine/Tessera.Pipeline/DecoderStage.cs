@@ -16,7 +16,7 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
     {
         int s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
         bool guided = cfg != 1.0;
-        var prior = PriorFromTarget(targetTokens, targetGrid, g);
+        var prior = Tessera.Data.Prompting.ArLayout.PriorFromTarget(targetTokens, targetGrid, g);
         var glyphs = new long[shape.MaxGlyphs];
         for (int i = 0; i < Math.Min(glyphBytes.Length, shape.MaxGlyphs); i++) glyphs[i] = glyphBytes[i] + 1;
         var nullPrior = Enumerable.Repeat((long)shape.CodebookSize, g * g).ToArray();
@@ -59,17 +59,6 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
         var all = new float[b * pixels];
         outputs["velocity"].CopyTo<float>(all);
         return Enumerable.Range(0, b).Select(i => all.AsSpan(i * pixels, pixels).ToArray()).ToArray();
-    }
-
-    /// <summary>Prior grid (G, G) from the target grid (T, T) by nearest-neighbour upsampling.</summary>
-    public static long[] PriorFromTarget(int[] target, int targetGrid, int priorGrid)
-    {
-        int f = priorGrid / targetGrid;
-        var prior = new long[priorGrid * priorGrid];
-        for (int r = 0; r < priorGrid; r++)
-            for (int c = 0; c < priorGrid; c++)
-                prior[r * priorGrid + c] = target[r / f * targetGrid + c / f];
-        return prior;
     }
 
     /// <summary>Standard normal samples (Box-Muller over SplitMix64): the same on every machine for a seed.</summary>

@@ -32,15 +32,15 @@ public static class GenerateBenchmark
 
         log?.WriteLine("AR with and without KV cache");
         var encoded = package.Prompts.Encode(prompt);
-        double withCache = Median(repeats, () => single.Ar.Generate(encoded, new TokenSampler(0, 0, 1, 0), useKvCache: true));
-        double withoutCache = Median(repeats, () => single.Ar.Generate(encoded, new TokenSampler(0, 0, 1, 0), useKvCache: false));
+        double withCache = BenchStats.MedianSeconds(repeats, () => single.Ar.Generate(encoded, new TokenSampler(0, 0, 1, 0), useKvCache: true));
+        double withoutCache = BenchStats.MedianSeconds(repeats, () => single.Ar.Generate(encoded, new TokenSampler(0, 0, 1, 0), useKvCache: false));
         int tokens = single.Ar.Layout.VisualTokens;
 
         log?.WriteLine("CFG batched vs two passes");
         var target = single.Generate(new GenerationRequest(prompt)).TargetTokens;
         var d = package.Manifest.Sampling;
-        double batched = Median(repeats, () => single.Decoder.Sample(target, package.Manifest.Ar.TargetGrid, encoded.Glyphs, 0, d.Steps, d.Cfg, d.Shift, batchedCfg: true));
-        double twoPasses = Median(repeats, () => single.Decoder.Sample(target, package.Manifest.Ar.TargetGrid, encoded.Glyphs, 0, d.Steps, d.Cfg, d.Shift, batchedCfg: false));
+        double batched = BenchStats.MedianSeconds(repeats, () => single.Decoder.Sample(target, package.Manifest.Ar.TargetGrid, encoded.Glyphs, 0, d.Steps, d.Cfg, d.Shift, batchedCfg: true));
+        double twoPasses = BenchStats.MedianSeconds(repeats, () => single.Decoder.Sample(target, package.Manifest.Ar.TargetGrid, encoded.Glyphs, 0, d.Steps, d.Cfg, d.Shift, batchedCfg: false));
 
         log?.WriteLine($"{prompts} prompts: sequential on cpu:0 vs pipelined on cpu:0 + cpu:1");
         var requests = Enumerable.Range(0, prompts).Select(i => new GenerationRequest(new SampleGenerator(0).Sample(DataSplit.Validation, i).Caption) { Seed = (ulong)i }).ToList();
@@ -102,16 +102,4 @@ public static class GenerateBenchmark
         return c;
     }
 
-    private static double Median(int n, Action run)
-    {
-        var times = new double[n];
-        for (int i = 0; i < n; i++)
-        {
-            var w = Stopwatch.StartNew();
-            run();
-            times[i] = w.Elapsed.TotalSeconds;
-        }
-        Array.Sort(times);
-        return times[n / 2];
-    }
 }

@@ -128,10 +128,10 @@ public static class OverheadBenchmark
                     paths[p]();
                     times[p][i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
                 }
-            for (int p = 0; p < paths.Length; p++) perRound[p].Add(Median(times[p]));
+            for (int p = 0; p < paths.Length; p++) perRound[p].Add(BenchStats.Median(times[p]));
             progress?.WriteLine($"  round {r + 1}/{rounds}: direct {perRound[0][^1]:F4} ms, direct again {perRound[1][^1]:F4} ms, engine {perRound[2][^1]:F4} ms");
         }
-        return (Median(perRound[0]), Median(perRound[1]), Median(perRound[2]));
+        return (BenchStats.Median(perRound[0]), BenchStats.Median(perRound[1]), BenchStats.Median(perRound[2]));
     }
 
     /// <summary>The baseline: ONNX Runtime used directly, the leanest way its C# API allows.</summary>
@@ -156,9 +156,4 @@ public static class OverheadBenchmark
         }
     }
 
-    private static double Median(IEnumerable<double> values)
-    {
-        var a = values.Order().ToArray();
-        return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
-    }
 }

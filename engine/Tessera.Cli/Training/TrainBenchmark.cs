@@ -43,8 +43,7 @@ public static class TrainBenchmark
         {
             if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         }
-        double Median(List<double> xs) { var a = xs.Order().ToArray(); return a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2; }
-        double baseline = Median(rates[variants[0]]);
+        double baseline = Bench.BenchStats.Median(rates[variants[0]]);
         return new JsonObject
         {
             ["benchmark"] = "train",
@@ -56,11 +55,11 @@ public static class TrainBenchmark
                 ["name"] = v.Name,
                 ["backgroundBatches"] = v.Background,
                 ["fusedEma"] = v.Fused,
-                ["stepsPerSecond"] = Math.Round(Median(rates[v]), 3),
-                ["ratioToBaseline"] = Math.Round(Median(rates[v]) / baseline, 3),
+                ["stepsPerSecond"] = Math.Round(Bench.BenchStats.Median(rates[v]), 3),
+                ["ratioToBaseline"] = Math.Round(Bench.BenchStats.Median(rates[v]) / baseline, 3),
             }).ToArray()),
-            ["backgroundVsInline"] = Math.Round(Median(rates[variants[1]]) / baseline, 3),
-            ["fusedVsSeparateEma"] = Math.Round(Median(rates[variants[2]]) / baseline, 3),
+            ["backgroundVsInline"] = Math.Round(Bench.BenchStats.Median(rates[variants[1]]) / baseline, 3),
+            ["fusedVsSeparateEma"] = Math.Round(Bench.BenchStats.Median(rates[variants[2]]) / baseline, 3),
         };
     }
 

@@ -117,14 +117,4 @@ public sealed class DitDecoder : nn.Module<Tensor, Tensor>
         return ids;
     }
 
-    /// <summary>Prior ids (G, G) from a target grid (T, T) of visual tokens, by nearest-neighbour upsampling.</summary>
-    public static long[] PriorFromTarget(ReadOnlySpan<int> target, int targetGrid, int priorGrid)
-    {
-        int f = priorGrid / targetGrid;
-        var prior = new long[priorGrid * priorGrid];
-        for (int r = 0; r < priorGrid; r++)
-            for (int c = 0; c < priorGrid; c++)
-                prior[r * priorGrid + c] = target[r / f * targetGrid + c / f];
-        return prior;
-    }
 }

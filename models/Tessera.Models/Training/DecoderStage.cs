@@ -56,7 +56,7 @@ public static class DecoderStage
                 {
                     samples[j] = generator.Sample(DataSplit.Train, indices[j]);
                     ImageBatch.ToChannelFirst(samples[j].Rgb, pixels.AsSpan(j * 3 * dit.ImageSize * dit.ImageSize, 3 * dit.ImageSize * dit.ImageSize));
-                    DitDecoder.PriorFromTarget(tokens.Codes(indices[j]), tokens.Grid, g).CopyTo(prior, j * g * g);
+                    Tessera.Data.Prompting.ArLayout.PriorFromTarget(tokens.Codes(indices[j]), tokens.Grid, g).CopyTo(prior, j * g * g);
                     DitDecoder.GlyphIds(System.Text.Encoding.UTF8.GetBytes(samples[j].Word), dit.MaxGlyphs).CopyTo(glyphs, j * dit.MaxGlyphs);
                 });
                 return new DecoderBatch(new ImageBatch(samples, pixels), prior, glyphs, g, dit.MaxGlyphs);
