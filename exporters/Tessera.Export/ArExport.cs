@@ -15,10 +15,10 @@ namespace Tessera.Export;
 /// </summary>
 public static class ArExport
 {
-    public static ModelProto Export(ArTransformer model, string graphName = "tessera_ar")
+    public static ModelProto Export(ArTransformer model, string graphName = "tessera_ar", int opset = ExportContext.DefaultOpset)
     {
         var c = model.Config;
-        var ctx = new ExportContext(graphName);
+        var ctx = new ExportContext(graphName, opset);
         var g = ctx.Graph;
         var ids = g.Input("input_ids", TensorElementType.Int64, OnnxGraphBuilder.Dims("batch", "sequence"));
         var positions = g.Input("position_ids", TensorElementType.Int64, OnnxGraphBuilder.Dims("batch", "sequence", c.RotaryAxes));

@@ -13,11 +13,11 @@ namespace Tessera.Export;
 /// </summary>
 public static class DitExport
 {
-    public static ModelProto Export(DitDecoder model, string graphName = "tessera_decoder")
+    public static ModelProto Export(DitDecoder model, string graphName = "tessera_decoder", int opset = ExportContext.DefaultOpset)
     {
         var c = model.Config;
         int n = c.TokenGrid * c.TokenGrid, lg = c.MaxGlyphs, p = c.Patch, gsz = c.TokenGrid;
-        var ctx = new ExportContext(graphName);
+        var ctx = new ExportContext(graphName, opset);
         var g = ctx.Graph;
         var xt = g.Input("x_t", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 3, c.ImageSize, c.ImageSize));
         var t = g.Input("t", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch"));

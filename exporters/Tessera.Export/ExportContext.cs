@@ -16,15 +16,21 @@ public sealed class UnmappedModuleException(string path, Type type)
 /// <summary>
 /// The state of one export: the graph under construction, where in the module tree we are (node and weight names
 /// follow it, e.g. <c>layers.0.attn.q_proj.weight</c>), and small helpers for the ONNX ops the mappings use.
-/// Opset 21 of the default domain.
+/// Default-domain opset 21 unless asked otherwise (21-23: the mappings use Gelu from opset 20 and input-form axes).
 /// </summary>
 public sealed class ExportContext
 {
-    public const int Opset = 21;
+    public const int DefaultOpset = 21;
+    public const int MinOpset = 21, MaxOpset = 23;
 
     private readonly Stack<string> _path = new();
 
-    public ExportContext(string graphName) => Graph = new OnnxGraphBuilder(graphName, Opset);
+    public ExportContext(string graphName, int opset = DefaultOpset)
+    {
+        if (opset is < MinOpset or > MaxOpset)
+            throw new ArgumentOutOfRangeException(nameof(opset), opset, $"The exporter writes opsets {MinOpset} to {MaxOpset} (its mappings need Gelu, opset 20, and ONNX Runtime 1.31 reads up to 23).");
+        Graph = new OnnxGraphBuilder(graphName, opset);
+    }
 
     public OnnxGraphBuilder Graph { get; }
 

@@ -48,7 +48,10 @@ public static class StageExporter
     public static readonly Variant Fp16 = new("fp16", "fp16 weights (stored float16, computed float32)", m => OnnxVariants.ToFloat16Weights(m), Fp16Tolerance);
     public static readonly Variant Int8 = new("int8", "int8 weights (com.microsoft.MatMulNBits, 8 bits, block 32, accuracy_level 4: activations quantized to int8 per block)", m => OnnxVariants.ToInt8Weights(m), Int8Tolerance);
 
-    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, params Variant[] variants)
+    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, params Variant[] variants) =>
+        Export(stage, checkpointOrRun, outDir, externalData, log, ExportContext.DefaultOpset, variants);
+
+    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, int opset, params Variant[] variants)
     {
         var (path, step, configJson, tensors) = File.Exists(checkpointOrRun) ? LoadFile(checkpointOrRun) : TrainedWeights.Latest(checkpointOrRun, log);
         log.WriteLine($"exporting {stage} from {path} (step {step})");
@@ -57,9 +60,9 @@ public static class StageExporter
         using var noGrad = no_grad();
         (nn.Module Module, Tessera.Onnx.Proto.ModelProto Proto, Func<Parity, List<OutputParity>> Check) job = stage switch
         {
-            "ar" => Ar(JsonSerializer.Deserialize<ArConfig>(configJson, StageConfig.Json)!, tensors),
-            "decoder" => Decoder(JsonSerializer.Deserialize<DitConfig>(configJson, StageConfig.Json)!, tensors),
-            "vq" => Vq(JsonSerializer.Deserialize<VqConfig>(configJson, StageConfig.Json)!, tensors),
+            "ar" => Ar(JsonSerializer.Deserialize<ArConfig>(configJson, StageConfig.Json)!, tensors, opset),
+            "decoder" => Decoder(JsonSerializer.Deserialize<DitConfig>(configJson, StageConfig.Json)!, tensors, opset),
+            "vq" => Vq(JsonSerializer.Deserialize<VqConfig>(configJson, StageConfig.Json)!, tensors, opset),
             _ => throw new ArgumentException($"Unknown stage '{stage}'; use ar, decoder or vq."),
         };
         foreach (var t in tensors.Values) t.Dispose();
@@ -107,12 +110,12 @@ public static class StageExporter
         return (file, meta["step"]!.GetValue<long>(), meta["modelConfig"]!.GetValue<string>(), tensors);
     }
 
-    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, List<OutputParity>>) Ar(ArConfig c, Dictionary<string, Tensor> tensors)
+    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, List<OutputParity>>) Ar(ArConfig c, Dictionary<string, Tensor> tensors, int opset)
     {
         var model = new ArTransformer(c);
         TrainedWeights.LoadEma(model, tensors);
         model.eval();
-        return (model, ArExport.Export(model), parity =>
+        return (model, ArExport.Export(model, opset: opset), parity =>
         {
             var rows = new List<OutputParity>();
             foreach (var (batch, length) in new[] { (1, 9), (3, 20) })
@@ -150,12 +153,12 @@ public static class StageExporter
         return feeds;
     }
 
-    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, List<OutputParity>>) Decoder(DitConfig c, Dictionary<string, Tensor> tensors)
+    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, List<OutputParity>>) Decoder(DitConfig c, Dictionary<string, Tensor> tensors, int opset)
     {
         var model = new DitDecoder(c);
         TrainedWeights.LoadEma(model, tensors);
         model.eval();
-        return (model, DitExport.Export(model), parity =>
+        return (model, DitExport.Export(model, opset: opset), parity =>
         {
             var rows = new List<OutputParity>();
             foreach (var batch in new[] { 1, 4 })
@@ -174,12 +177,12 @@ public static class StageExporter
         });
     }
 
-    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, List<OutputParity>>) Vq(VqConfig c, Dictionary<string, Tensor> tensors)
+    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, List<OutputParity>>) Vq(VqConfig c, Dictionary<string, Tensor> tensors, int opset)
     {
         var model = new VqTokenizer(c);
         TrainedWeights.LoadEma(model, tensors);
         model.eval();
-        return (model, VqExport.ExportEncoder(model), parity =>
+        return (model, VqExport.ExportEncoder(model, opset: opset), parity =>
         {
             var images = rand(4, 3, c.ImageSize, c.ImageSize) * 2 - 1;
             var expected = model.Tokenize(images);

@@ -13,10 +13,10 @@ namespace Tessera.Export;
 /// </summary>
 public static class VqExport
 {
-    public static ModelProto ExportEncoder(VqTokenizer model, string graphName = "tessera_vq_encoder")
+    public static ModelProto ExportEncoder(VqTokenizer model, string graphName = "tessera_vq_encoder", int opset = ExportContext.DefaultOpset)
     {
         var c = model.Config;
-        var ctx = new ExportContext(graphName);
+        var ctx = new ExportContext(graphName, opset);
         var g = ctx.Graph;
         var image = g.Input("image", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 3, c.ImageSize, c.ImageSize));
         var z = ctx.Module("encoder", model.encoder, image);                                                     // (B, D, G, G)

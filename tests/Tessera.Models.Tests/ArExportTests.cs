@@ -107,3 +107,30 @@ public sealed class ArExportTests
         StringAssert.Contains(e.Message, "TorchSharp.Modules.Dropout");
     }
 }
+
+[TestClass]
+public sealed class OpsetTests
+{
+    [TestMethod]
+    public void ArExportsAtEveryAllowedOpsetWithParityAndOthersAreRefused()
+    {
+        var c = new ArConfig { Hidden = 48, Layers = 1, Heads = 4, KvHeads = 2, Ffn = 64, VocabSize = 100, CodebookSize = 16 };
+        manual_seed(12);
+        using var model = new ArTransformer(c);
+        model.eval();
+        using var noGrad = no_grad();
+        var ids = randint(0, 100, [2, 6]);
+        var pos = arange(6).view(1, 6, 1).expand(2, 6, 3).contiguous();
+        var expected = model.Forward(ids, pos, null, null, out _);
+        for (int opset = ExportContext.MinOpset; opset <= ExportContext.MaxOpset; opset++)
+        {
+            var proto = ArExport.Export(model, opset: opset);
+            Assert.AreEqual(opset, proto.OpsetImport.Single(o => o.Domain == "").Version);
+            using var parity = new Parity(Google.Protobuf.MessageExtensions.ToByteArray(proto));
+            var got = parity.Run(StageExporter.ArFeeds(c, ids, pos, ones(2, 6, dtype: ScalarType.Int64), null));
+            var r = Parity.Compare($"opset {opset}", "logits", expected, got["logits"], 1e-4);
+            Assert.IsTrue(r.Passed, $"opset {opset}: max abs error {r.MaxAbsError:E2}");
+        }
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ExportContext("x", opset: 17));
+    }
+}

@@ -5,11 +5,14 @@ namespace Tessera.Cli.Training;
 /// <summary>Runs an export and prints the parity table; exits 1 when parity fails.</summary>
 public static class ExportRunner
 {
-    public static int Run(string stage, string checkpoint, string outDir, bool externalData, StageExporter.Variant[] variants)
+    public static int Run(string stage, string checkpoint, string outDir, bool externalData, StageExporter.Variant[] variants,
+        int opset = ExportContext.DefaultOpset, string[]? optimizeFor = null, Tessera.Engine.EngineOptions? engineOptions = null)
     {
         if (!File.Exists(checkpoint) && !Directory.Exists(checkpoint))
             throw new FileNotFoundException($"Checkpoint {checkpoint} does not exist (give a .tsr file or a training run folder).");
-        var r = StageExporter.Export(stage, checkpoint, outDir, externalData, Console.Error, variants);
+        if (opset is < ExportContext.MinOpset or > ExportContext.MaxOpset)
+            throw new ArgumentException($"--opset {opset}: the exporter writes opsets {ExportContext.MinOpset} to {ExportContext.MaxOpset}.");
+        var r = StageExporter.Export(stage, checkpoint, outDir, externalData, Console.Error, opset, variants);
         bool ok = true;
         foreach (var variant in r.Variants.Prepend(r))
         {
@@ -20,6 +23,21 @@ public static class ExportRunner
                               $"{(variant == r ? "" : $" ({(double)variant.Bytes / r.Bytes:P0} of fp32)")}; report {variant.ReportPath}");
             if (!variant.Passed) Console.Error.WriteLine($"error: the {variant.Stage} export does not match TorchSharp within tolerance; the ONNX file is kept for inspection but must not be shipped.");
             ok &= variant.Passed;
+        }
+        if (ok && optimizeFor is { Length: > 0 })
+        {
+            using var engine = new Tessera.Engine.TesseraEngine(engineOptions ?? new Tessera.Engine.EngineOptions());
+            foreach (var device in optimizeFor)
+            {
+                // Compile through the device with its optimized-graph cache; the cache entry is that device's graph.
+                using var compiled = engine.Compile(Tessera.Abstractions.ModelSource.FromFile(r.ModelPath), device,
+                    new Tessera.Abstractions.CompileOptions { Optimization = Tessera.Abstractions.OptimizationLevel.All, UseCompiledModelCache = true });
+                var cached = compiled.Model.Report.CachePath
+                    ?? throw new NotSupportedException($"Device {compiled.Model.Device} keeps no optimized graph on disk, so there is nothing to write for --optimize-for {device}.");
+                var target = Path.Combine(outDir, $"{stage}.{compiled.Model.Device.Kind}{compiled.Model.Device.Index}.onnx");
+                File.Copy(cached, target, overwrite: true);
+                Console.WriteLine($"{target}: {new FileInfo(target).Length / 1048576.0:F2} MiB, the graph as {compiled.Model.Device} runs it (hardware-specific: use it on the same CPU model)");
+            }
         }
         return ok ? 0 : 1;
     }
