@@ -16,9 +16,8 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
     {
         int s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
         bool guided = cfg != 1.0;
-        var prior = Tessera.Data.Prompting.ArLayout.PriorFromTarget(targetTokens, targetGrid, g);
-        var glyphs = new long[shape.MaxGlyphs];
-        for (int i = 0; i < Math.Min(glyphBytes.Length, shape.MaxGlyphs); i++) glyphs[i] = glyphBytes[i] + 1;
+        var prior = ModelInputs.PriorFromTarget(targetTokens, targetGrid, g);
+        var glyphs = ModelInputs.GlyphIds(glyphBytes, shape.MaxGlyphs);
         var nullPrior = Enumerable.Repeat((long)shape.CodebookSize, g * g).ToArray();
         var noGlyphs = new long[shape.MaxGlyphs];
 
@@ -74,16 +73,5 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
             if (i + 1 < n) z[i + 1] = (float)(r * Math.Sin(2 * Math.PI * u2));
         }
         return z;
-    }
-
-    /// <summary>Channel-first floats in [-1, 1] (3, S, S) → RGB bytes (S, S, 3).</summary>
-    public static byte[] ToRgb(float[] chw, int size)
-    {
-        int plane = size * size;
-        var rgb = new byte[plane * 3];
-        for (int p = 0; p < plane; p++)
-            for (int c = 0; c < 3; c++)
-                rgb[3 * p + c] = (byte)Math.Clamp(Math.Round((chw[c * plane + p] + 1) * 127.5), 0, 255);
-        return rgb;
     }
 }

@@ -80,7 +80,7 @@ public sealed class ImageGenerator : IDisposable
         var image = Decoder.Sample(ar.Tokens.Target, Package.Manifest.Ar.TargetGrid, ar.Prompt.Glyphs, request.Seed, steps, request.Cfg ?? d.Cfg, d.Shift, true, progress, cancel);
         var decode = watch.Elapsed;
         int size = Package.Manifest.Decoder.ImageSize;
-        var rgb = DecoderStage.ToRgb(image, size);
+        var rgb = ModelInputs.ToRgb(image, size);
         var timings = new StageTimings(ar.Encode, ar.Tokens.Prefill, ar.Tokens.Decode, Ar.Layout.VisualTokens, decode, steps);
         return new GenerationResult(rgb, size, ImageFiles.EncodePng(rgb, size, size), ar.Tokens.Preview, ar.Tokens.Target, timings, ar.Warnings);
     }
@@ -92,9 +92,7 @@ public sealed class ImageGenerator : IDisposable
         if (rgb.Length != s * s * 3) throw new ArgumentException($"The source image must be {s}x{s} RGB; resize it first (ImageFiles.ReadRgb does).");
         _vq ??= _engine.Compile(ModelSource.FromFile(Package.FileFor("vq")), _arDevice, _options);
         var chw = new float[3 * s * s];
-        for (int p = 0; p < s * s; p++)
-            for (int c = 0; c < 3; c++)
-                chw[c * s * s + p] = rgb[3 * p + c] / 127.5f - 1f;
+        ModelInputs.ToChannelFirst(rgb, chw);
         using var outputs = _vq.Model.Run(new Dictionary<string, ITensorValue> { ["image"] = HostTensor.Create(chw, 1, 3, s, s) });
         var codes = new long[Package.Manifest.Ar.TargetGrid * Package.Manifest.Ar.TargetGrid];
         outputs["codes"].CopyTo<long>(codes);

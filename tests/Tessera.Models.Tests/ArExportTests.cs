@@ -15,18 +15,6 @@ public sealed class ArExportTests
         return m;
     }
 
-    private static Dictionary<string, Tensor> Feeds(ArConfig c, Tensor ids, Tensor positions, Tensor mask, IReadOnlyList<(Tensor K, Tensor V)>? past)
-    {
-        var feeds = new Dictionary<string, Tensor> { ["input_ids"] = ids, ["position_ids"] = positions, ["attention_mask"] = mask };
-        long b = ids.shape[0];
-        for (int i = 0; i < c.Layers; i++)
-        {
-            feeds[$"past_key_values.{i}.key"] = past?[i].K ?? zeros(b, c.KvHeads, 0, c.HeadDim);
-            feeds[$"past_key_values.{i}.value"] = past?[i].V ?? zeros(b, c.KvHeads, 0, c.HeadDim);
-        }
-        return feeds;
-    }
-
     [TestMethod]
     public void ExportedArMatchesTorchSharpForPrefillAndForDecodeWithPastAtBatchTwo()
     {
@@ -40,7 +28,7 @@ public sealed class ArExportTests
         var mask = ones(2, 7, dtype: ScalarType.Int64);
         mask[1, 0] = 0; mask[1, 1] = 0; // second row is left-padded
         var expected = model.Forward(ids, pos, mask.to(ScalarType.Bool), null, out var present);
-        var got = parity.Run(Feeds(c, ids, pos, mask, null));
+        var got = parity.Run(StageExporter.ArFeeds(c, ids, pos, mask, null));
         var rows = new List<OutputParity> { Parity.Compare("prefill", "logits", expected, got["logits"], 1e-4) };
         rows.Add(Parity.Compare("prefill", "present.1.key", present[1].K, got["present.1.key"], 1e-4));
 
@@ -49,7 +37,7 @@ public sealed class ArExportTests
         var nextMask = cat([mask, ones(2, 1, dtype: ScalarType.Int64)], 1);
         var expectedNext = model.Forward(nextIds, nextPos, nextMask.to(ScalarType.Bool), present, out _);
         var pastFromOnnx = Enumerable.Range(0, c.Layers).Select(i => (got[$"present.{i}.key"], got[$"present.{i}.value"])).ToList();
-        var gotNext = parity.Run(Feeds(c, nextIds, nextPos, nextMask, pastFromOnnx));
+        var gotNext = parity.Run(StageExporter.ArFeeds(c, nextIds, nextPos, nextMask, pastFromOnnx));
         rows.Add(Parity.Compare("decode", "logits", expectedNext, gotNext["logits"], 1e-4));
         CollectionAssert.AreEqual(new long[] { 2, c.KvHeads, 8, c.HeadDim }, gotNext["present.0.key"].shape);
 
@@ -89,7 +77,7 @@ public sealed class ArExportTests
         });
         var onnxTokens = Decode((ids, pos, mask, past) =>
         {
-            var o = parity.Run(Feeds(c, ids, pos, mask, past));
+            var o = parity.Run(StageExporter.ArFeeds(c, ids, pos, mask, past));
             return (o["logits"], Enumerable.Range(0, c.Layers).Select(i => (o[$"present.{i}.key"], o[$"present.{i}.value"])).ToList());
         });
         CollectionAssert.AreEqual(torchTokens, onnxTokens);

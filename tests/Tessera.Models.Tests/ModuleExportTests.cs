@@ -105,7 +105,7 @@ public sealed class ModuleExportTests
         var t = tensor(new[] { 0.1f, 0.5f, 0.95f });
         var prior = randint(0, cfg.CodebookSize, [3, 8, 8]);
         prior[2] = full([8, 8], (long)cfg.NullPrior);
-        var glyphs = tensor(DitDecoder.GlyphIds("MOON"u8, 8).Concat(DitDecoder.GlyphIds("ABCDEF"u8, 8)).Concat(new long[8]).ToArray(), [3, 8]);
+        var glyphs = tensor(Tessera.Data.ModelInputs.GlyphIds("MOON"u8, 8).Concat(Tessera.Data.ModelInputs.GlyphIds("ABCDEF"u8, 8)).Concat(new long[8]).ToArray(), [3, 8]);
         var expected = model.Forward(xt, t, prior, glyphs);
         Assert.IsTrue(expected.abs().max().item<float>() > 1e-3, "outputs are not trivially zero");
 

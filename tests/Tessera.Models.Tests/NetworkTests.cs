@@ -97,7 +97,7 @@ public sealed class NetworkTests
             var model = new DitDecoder(cfg);
             var x = randn(2, 3, cfg.ImageSize, cfg.ImageSize);
             var prior = randint(0, cfg.CodebookSize + 1, [2, cfg.TokenGrid, cfg.TokenGrid]);
-            var glyphs = tensor(DitDecoder.GlyphIds("MOON"u8, cfg.MaxGlyphs).Concat(DitDecoder.GlyphIds("AB"u8, cfg.MaxGlyphs)).ToArray(), [2, cfg.MaxGlyphs]);
+            var glyphs = tensor(ModelInputs.GlyphIds("MOON"u8, cfg.MaxGlyphs).Concat(ModelInputs.GlyphIds("AB"u8, cfg.MaxGlyphs)).ToArray(), [2, cfg.MaxGlyphs]);
             var v = model.Forward(x, tensor(new[] { 0.3f, 0.9f }), prior, glyphs);
             CollectionAssert.AreEqual(x.shape, v.shape);
             Assert.AreEqual(0f, v.abs().max().item<float>(), "AdaLN-Zero: an untrained decoder predicts zero velocity");

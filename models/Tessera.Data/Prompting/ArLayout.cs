@@ -52,19 +52,4 @@ public sealed record ArLayout(int TargetGrid = 8, int PreviewGrid = 4)
                 preview[r * PreviewGrid + c] = target[r * scale * TargetGrid + c * scale];
         return preview;
     }
-
-    /// <summary>
-    /// The decoder's prior grid (G, G) from a target grid (T, T) of visual tokens, by nearest-neighbour upsampling
-    /// (G a multiple of T; 8x8 → 16x16 for the shipped model).
-    /// </summary>
-    public static long[] PriorFromTarget(ReadOnlySpan<int> target, int targetGrid, int priorGrid)
-    {
-        if (priorGrid % targetGrid != 0) throw new ArgumentException($"A {priorGrid}x{priorGrid} prior cannot be upsampled from a {targetGrid}x{targetGrid} grid.");
-        int f = priorGrid / targetGrid;
-        var prior = new long[priorGrid * priorGrid];
-        for (int r = 0; r < priorGrid; r++)
-            for (int c = 0; c < priorGrid; c++)
-                prior[r * priorGrid + c] = target[r / f * targetGrid + c / f];
-        return prior;
-    }
 }

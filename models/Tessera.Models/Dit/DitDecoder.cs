@@ -109,12 +109,4 @@ public sealed class DitDecoder : nn.Module<Tensor, Tensor>
         return y.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Glyph ids for bytes: byte b → b + 1, padded with 0 to <paramref name="length"/>.</summary>
-    public static long[] GlyphIds(ReadOnlySpan<byte> bytes, int length)
-    {
-        var ids = new long[length];
-        for (int i = 0; i < Math.Min(bytes.Length, length); i++) ids[i] = bytes[i] + 1;
-        return ids;
-    }
-
 }

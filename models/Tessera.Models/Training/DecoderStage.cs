@@ -55,9 +55,9 @@ public static class DecoderStage
                 Parallel.For(0, batchSize, j =>
                 {
                     samples[j] = generator.Sample(DataSplit.Train, indices[j]);
-                    ImageBatch.ToChannelFirst(samples[j].Rgb, pixels.AsSpan(j * 3 * dit.ImageSize * dit.ImageSize, 3 * dit.ImageSize * dit.ImageSize));
-                    Tessera.Data.Prompting.ArLayout.PriorFromTarget(tokens.Codes(indices[j]), tokens.Grid, g).CopyTo(prior, j * g * g);
-                    DitDecoder.GlyphIds(System.Text.Encoding.UTF8.GetBytes(samples[j].Word), dit.MaxGlyphs).CopyTo(glyphs, j * dit.MaxGlyphs);
+                    ModelInputs.ToChannelFirst(samples[j].Rgb, pixels.AsSpan(j * 3 * dit.ImageSize * dit.ImageSize, 3 * dit.ImageSize * dit.ImageSize));
+                    ModelInputs.PriorFromTarget(tokens.Codes(indices[j]), tokens.Grid, g).CopyTo(prior, j * g * g);
+                    ModelInputs.GlyphIds(System.Text.Encoding.UTF8.GetBytes(samples[j].Word), dit.MaxGlyphs).CopyTo(glyphs, j * dit.MaxGlyphs);
                 });
                 return new DecoderBatch(new ImageBatch(samples, pixels), prior, glyphs, g, dit.MaxGlyphs);
             },

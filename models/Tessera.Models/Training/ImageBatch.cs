@@ -44,18 +44,9 @@ public sealed class ImageBatch : IDisposable
         Parallel.For(0, count, i =>
         {
             samples[i] = generator.Sample(split, first + i);
-            ToChannelFirst(samples[i].Rgb, pixels.AsSpan(i * 3 * generator.Size * generator.Size, 3 * generator.Size * generator.Size));
+            ModelInputs.ToChannelFirst(samples[i].Rgb, pixels.AsSpan(i * 3 * generator.Size * generator.Size, 3 * generator.Size * generator.Size));
         });
         return new ImageBatch(samples, pixels);
-    }
-
-    /// <summary>RGB bytes (H, W, 3) → floats (3, H, W) in [-1, 1].</summary>
-    public static void ToChannelFirst(byte[] rgb, Span<float> destination)
-    {
-        int plane = rgb.Length / 3;
-        for (int p = 0; p < plane; p++)
-            for (int ch = 0; ch < 3; ch++)
-                destination[ch * plane + p] = rgb[3 * p + ch] / 127.5f - 1f;
     }
 
     public void Dispose() => _images?.Dispose();
