@@ -8,8 +8,21 @@ namespace Tessera.Pipeline;
 /// x ← x + (t_next − t)·v. With classifier-free guidance the conditional branch (prior tokens + glyphs) and the
 /// unconditional one (no prior, no glyphs) run as one batch of two: v = v_u + cfg·(v_c − v_u).
 /// </summary>
-public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
+public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextPlacement? placement = null)
 {
+    /// <summary>
+    /// The glyph image for a decoder that takes one: the quoted text drawn where the target tokens put text
+    /// (<see cref="TextPlacement.Fit"/>); null for decoders without that input or prompts without quoted text.
+    /// </summary>
+    public float[]? GlyphImage(int[] targetTokens, int targetGrid, byte[] glyphBytes)
+    {
+        if (!shape.GlyphImage) return null;
+        if (placement is null) throw new InvalidOperationException("This decoder takes a glyph image but the package has no placement table.");
+        var word = System.Text.Encoding.UTF8.GetString(glyphBytes).ToUpperInvariant();
+        if (word.Length == 0) return new float[shape.ImageSize * shape.ImageSize];
+        return placement.Fit(word, targetTokens, targetGrid, shape.ImageSize).Mask(word, shape.ImageSize);
+    }
+
     /// <param name="batchedCfg">False runs the two CFG branches as two passes (for benchmarks).</param>
     public float[] Sample(int[] targetTokens, int targetGrid, byte[] glyphBytes, ulong seed, int steps, double cfg, double shift,
         bool batchedCfg = true, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
@@ -20,6 +33,8 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
         var glyphs = ModelInputs.GlyphIds(glyphBytes, shape.MaxGlyphs);
         var nullPrior = Enumerable.Repeat((long)shape.CodebookSize, g * g).ToArray();
         var noGlyphs = new long[shape.MaxGlyphs];
+        var glyphImage = GlyphImage(targetTokens, targetGrid, glyphBytes);
+        var noGlyphImage = glyphImage is null ? null : new float[glyphImage.Length];
 
         var x = Gaussian(pixels, SplitMix64.Mix(seed, 0xDEC0DE));
         var times = FlowSchedule.Times(steps, shift);
@@ -28,12 +43,12 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
             cancel.ThrowIfCancellationRequested();
             float t = (float)times[i], dt = (float)(times[i + 1] - times[i]);
             float[] velocity;
-            if (!guided) velocity = Run([x], t, [prior], [glyphs])[0];
+            if (!guided) velocity = Run([x], t, [prior], [glyphs], [glyphImage])[0];
             else
             {
                 float[][] v = batchedCfg
-                    ? Run([x, x], t, [prior, nullPrior], [glyphs, noGlyphs])
-                    : [Run([x], t, [prior], [glyphs])[0], Run([x], t, [nullPrior], [noGlyphs])[0]];
+                    ? Run([x, x], t, [prior, nullPrior], [glyphs, noGlyphs], [glyphImage, noGlyphImage])
+                    : [Run([x], t, [prior], [glyphs], [glyphImage])[0], Run([x], t, [nullPrior], [noGlyphs], [noGlyphImage])[0]];
                 velocity = new float[pixels];
                 float w = (float)cfg;
                 for (int p = 0; p < pixels; p++) velocity[p] = v[1][p] + w * (v[0][p] - v[1][p]);
@@ -44,7 +59,7 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
         return x;
     }
 
-    private float[][] Run(float[][] xs, float t, long[][] priors, long[][] glyphs)
+    private float[][] Run(float[][] xs, float t, long[][] priors, long[][] glyphs, float[]?[] glyphImages)
     {
         int b = xs.Length, s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
         var feeds = new Dictionary<string, ITensorValue>
@@ -54,6 +69,7 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape)
             ["prior"] = HostTensor.Create(priors.SelectMany(a => a).ToArray(), b, g, g),
             ["glyphs"] = HostTensor.Create(glyphs.SelectMany(a => a).ToArray(), b, shape.MaxGlyphs),
         };
+        if (shape.GlyphImage) feeds["glyph_image"] = HostTensor.Create(glyphImages.SelectMany(a => a!).ToArray(), b, 1, s, s);
         using var outputs = model.Run(feeds);
         var all = new float[b * pixels];
         outputs["velocity"].CopyTo<float>(all);

@@ -38,7 +38,7 @@ public sealed class ImageGenerator : IDisposable
             throw;
         }
         Ar = new ArStage(_ar.Model, package.Manifest.Ar, package.Prompts);
-        Decoder = new DecoderStage(_decoder.Model, package.Manifest.Decoder);
+        Decoder = new DecoderStage(_decoder.Model, package.Manifest.Decoder, package.Placement);
     }
 
     public ModelPackage Package { get; }

@@ -1,3 +1,4 @@
+using Tessera.Data;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Tessera.Abstractions;
@@ -9,7 +10,9 @@ namespace Tessera.Pipeline;
 public sealed record ArShape(int Layers, int KvHeads, int HeadDim, int CodebookSize, int TargetGrid, int PreviewGrid, int RotaryAxes);
 
 /// <summary>Shapes of the decoder graph the pipeline needs.</summary>
-public sealed record DecoderShape(int ImageSize, int TokenGrid, int MaxGlyphs, int CodebookSize);
+/// <param name="GlyphImage">The decoder also takes a glyph image (input <c>glyph_image</c>), placed with the package's
+/// "placement" table.</param>
+public sealed record DecoderShape(int ImageSize, int TokenGrid, int MaxGlyphs, int CodebookSize, bool GlyphImage = false);
 
 /// <summary>Default sampling settings shipped with a model.</summary>
 public sealed record SamplingDefaults
@@ -53,12 +56,16 @@ public sealed class ModelPackage
     public const string ManifestFile = "manifest.json";
     public const string DefaultModelVariable = "TESSERA_MODEL";
 
-    private ModelPackage(string directory, PackageManifest manifest, PromptEncoder encoder)
+    private ModelPackage(string directory, PackageManifest manifest, PromptEncoder encoder, TextPlacement? placement)
     {
         Directory = directory;
         Manifest = manifest;
         Prompts = encoder;
+        Placement = placement;
     }
+
+    /// <summary>Token → text-coverage table that places the decoder's glyph image (packages whose decoder takes one).</summary>
+    public TextPlacement? Placement { get; }
 
     public string Directory { get; }
     public PackageManifest Manifest { get; }
@@ -99,7 +106,19 @@ public sealed class ModelPackage
         PromptEncoder encoder;
         try { encoder = PromptEncoder.FromJson(File.ReadAllText(tokenizerPath), tokenizerPath); }
         catch (InvalidDataException e) { throw new ModelLoadException(tokenizerPath, e.Message, e); }
-        return new ModelPackage(directory, manifest, encoder);
+        TextPlacement? placement = null;
+        if (manifest.Decoder.GlyphImage)
+        {
+            if (!manifest.Files.TryGetValue("placement", out var placementFile))
+                throw new ModelLoadException(manifestPath, "has a decoder that takes a glyph image but lists no 'placement' file (the token → text-coverage table). Re-run tessera package.");
+            var placementPath = Path.Combine(directory, placementFile);
+            try { placement = TextPlacement.Load(placementPath); }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+            { throw new ModelLoadException(placementPath, $"is not a valid placement table: {e.Message}", e); }
+            if (placement.CoverageByCode.Count != manifest.Decoder.CodebookSize)
+                throw new ModelLoadException(placementPath, $"has {placement.CoverageByCode.Count} entries but the decoder's codebook has {manifest.Decoder.CodebookSize}. Re-run tessera package.");
+        }
+        return new ModelPackage(directory, manifest, encoder, placement);
     }
 
     /// <summary>

@@ -8,7 +8,8 @@ namespace Tessera.Export;
 
 /// <summary>
 /// The DiT decoder as one graph: inputs <c>x_t</c> (batch, 3, S, S) float, <c>t</c> (batch) float,
-/// <c>prior</c> (batch, G, G) int64, <c>glyphs</c> (batch, MaxGlyphs) int64 → <c>velocity</c> (batch, 3, S, S).
+/// <c>prior</c> (batch, G, G) int64, <c>glyphs</c> (batch, MaxGlyphs) int64 and, for decoders with
+/// <see cref="DitConfig.GlyphImage"/>, <c>glyph_image</c> (batch, 1, S, S) float → <c>velocity</c> (batch, 3, S, S).
 /// Conditional and unconditional (CFG) branches run as one batch.
 /// </summary>
 public static class DitExport
@@ -23,8 +24,10 @@ public static class DitExport
         var t = g.Input("t", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch"));
         var prior = g.Input("prior", TensorElementType.Int64, OnnxGraphBuilder.Dims("batch", gsz, gsz));
         var glyphs = g.Input("glyphs", TensorElementType.Int64, OnnxGraphBuilder.Dims("batch", lg));
+        var input = xt;
+        if (c.GlyphImage) input = ctx.Concat(1, xt, g.Input("glyph_image", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 1, c.ImageSize, c.ImageSize)));
 
-        var image = ctx.Transpose(ctx.Reshape(ctx.Module("patch_embed", model.patch_embed, xt), 0, c.Hidden, -1), 0, 2, 1); // (B, N, D)
+        var image = ctx.Transpose(ctx.Reshape(ctx.Module("patch_embed", model.patch_embed, input), 0, c.Hidden, -1), 0, 2, 1); // (B, N, D)
         var priorFlat = ctx.Reshape(prior, 0, -1);                                                                          // (B, N)
         image = ctx.Add(ctx.Add(image, ctx.Weight("pos_embed", model.pos_embed)), ctx.Module("prior_embed", model.prior_embed, priorFlat));
         var glyph = ctx.Add(ctx.Module("glyph_embed", model.glyph_embed, glyphs), ctx.Weight("glyph_pos_embed", model.glyph_pos_embed));

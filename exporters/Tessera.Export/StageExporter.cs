@@ -169,8 +169,11 @@ public static class StageExporter
                 if (batch > 1) prior[batch - 1] = full([c.TokenGrid, c.TokenGrid], (long)c.NullPrior); // unconditional row
                 var glyphs = randint(1, 257, [batch, c.MaxGlyphs]);
                 glyphs.narrow(1, 4, c.MaxGlyphs - 4).zero_(); // 4-byte words, the rest padding
-                var expected = model.Forward(xt, t, prior, glyphs);
-                var got = parity.Run(new Dictionary<string, Tensor> { ["x_t"] = xt, ["t"] = t, ["prior"] = prior, ["glyphs"] = glyphs });
+                var feeds = new Dictionary<string, Tensor> { ["x_t"] = xt, ["t"] = t, ["prior"] = prior, ["glyphs"] = glyphs };
+                Tensor? glyphImage = null;
+                if (c.GlyphImage) feeds["glyph_image"] = glyphImage = rand(batch, 1, c.ImageSize, c.ImageSize).gt(0.8f).to_type(ScalarType.Float32);
+                var expected = model.Forward(xt, t, prior, glyphs, glyphImage);
+                var got = parity.Run(feeds);
                 rows.Add(Parity.Compare($"batch {batch}", "velocity", expected, got["velocity"], Fp32Tolerance));
             }
             return rows;

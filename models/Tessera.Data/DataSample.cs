@@ -17,4 +17,8 @@ public sealed record DataSample(
     string? Shape,
     NamedColor? ShapeColor,
     int Size,
-    byte[] Rgb);
+    byte[] Rgb)
+{
+    /// <summary>Where and how large the word was drawn.</summary>
+    public GlyphLayout Layout { get; init; } = GlyphLayout.Centered(Word, Size);
+}

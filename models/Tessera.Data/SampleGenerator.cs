@@ -11,7 +11,7 @@ public sealed class SampleGenerator
 {
     public static readonly string[] Shapes = ["circle", "square", "triangle"];
 
-    private static readonly Lazy<SKTypeface> Font = new(() =>
+    internal static readonly Lazy<SKTypeface> Font = new(() =>
     {
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("Tessera.Data.DejaVuSans-Bold.ttf")!;
         return SKTypeface.FromStream(stream) ?? throw new InvalidOperationException("The shipped DejaVu Sans Bold font could not be loaded.");
@@ -72,18 +72,11 @@ public sealed class SampleGenerator
         var canvas = surface.Canvas;
         canvas.Clear(new SKColor(background.R, background.G, background.B));
 
-        // Text: as large as fits in the middle band (width - margins, ~40% of the height), jittered 85-100%.
-        float margin = s / 16f;
-        using var font = new SKFont(Font.Value, 10f) { Edging = SKFontEdging.Antialias, Subpixel = false };
-        float width10 = font.MeasureText(word);
-        float maxByWidth = 10f * (s - 2 * margin) / width10;
-        float maxByHeight = s * 0.40f / 0.72f; // cap height of DejaVu is ~0.72 em
-        font.Size = MathF.Min(maxByWidth, maxByHeight) * (0.85f + 0.15f * (float)rng.NextDouble());
-        float textWidth = font.MeasureText(word);
-        float capHeight = font.Size * 0.72f;
-        float slackX = s - 2 * margin - textWidth;
-        float x = margin + slackX * (float)rng.NextDouble();
-        float baseline = s / 2f + capHeight / 2f + (float)(rng.NextDouble() - 0.5) * s / 16f;
+        float margin = GlyphLayout.Margin(s);
+        // Text: as large as fits in the middle band, jittered in size and position (see GlyphLayout.Jittered).
+        var layout = GlyphLayout.Jittered(word, s, rng.NextDouble(), rng.NextDouble(), rng.NextDouble());
+        using var font = GlyphLayout.Font(layout.FontSize);
+        float x = layout.X, baseline = layout.Baseline;
         using (var paint = new SKPaint { Color = new SKColor(text.R, text.G, text.B), IsAntialias = true })
             canvas.DrawText(word, x, baseline, SKTextAlign.Left, font, paint);
 
@@ -124,6 +117,6 @@ public sealed class SampleGenerator
             rgb[j + 1] = rgba[i + 1];
             rgb[j + 2] = rgba[i + 2];
         }
-        return new DataSample(word, Caption(word, text, background, shape, shapeColor), text, background, shape, shapeColor, s, rgb);
+        return new DataSample(word, Caption(word, text, background, shape, shapeColor), text, background, shape, shapeColor, s, rgb) { Layout = layout };
     }
 }

@@ -53,6 +53,11 @@ public sealed record StageConfig
     public string? VqRun { get; init; }
     /// <summary>For the AR and decoder stages: how many distinct training samples to tokenize and cycle through.</summary>
     public int DatasetSize { get; init; } = 40000;
+    /// <summary>
+    /// A run folder whose EMA weights start this run (fine-tuning). Tensors of equal shape are copied; an input layer
+    /// that gained channels keeps the trained ones and starts the new ones at zero, so the network starts as it was.
+    /// </summary>
+    public string? InitFrom { get; init; }
     public TrainConfig Train { get; init; } = new();
 
     public static readonly JsonSerializerOptions Json = new()
@@ -138,7 +143,13 @@ public sealed record DitConfig
     public int MaxGlyphs { get; init; } = 16;
     /// <summary>Probability of dropping both prior and glyphs in training, which teaches the unconditional branch for CFG.</summary>
     public double ConditionDropout { get; init; } = 0.1;
+    /// <summary>
+    /// Also condition on a glyph image: the quoted text drawn in the shipped font at its layout, white on black
+    /// (one extra input channel beside x_t). Dropped together with the prior and glyphs for CFG.
+    /// </summary>
+    public bool GlyphImage { get; init; }
 
     public int TokenGrid => ImageSize / Patch;
+    public int InputChannels => GlyphImage ? 4 : 3;
     public int NullPrior => CodebookSize;
 }

@@ -116,6 +116,30 @@ public sealed class ModuleExportTests
     }
 
     [TestMethod]
+    public void AGlyphImageDecoderExportsWithParityAndUsesItsGlyphImage()
+    {
+        manual_seed(12);
+        var cfg = new DitConfig { ImageSize = 32, Patch = 4, Hidden = 48, Layers = 2, Heads = 3, CodebookSize = 20, MaxGlyphs = 8, GlyphImage = true };
+        var model = new DitDecoder(cfg);
+        using var noGrad = no_grad();
+        foreach (var p in model.parameters()) p.add_(randn_like(p) * 0.05f);
+        model.eval();
+        var xt = randn(2, 3, 32, 32);
+        var t = tensor(new[] { 0.3f, 0.7f });
+        var prior = randint(0, cfg.CodebookSize, [2, 8, 8]);
+        var glyphs = tensor(Tessera.Data.ModelInputs.GlyphIds("MOON"u8, 8).Concat(Tessera.Data.ModelInputs.GlyphIds("SUN"u8, 8)).ToArray(), [2, 8]);
+        var glyphImage = rand(2, 1, 32, 32).gt(0.7f).to_type(ScalarType.Float32);
+        var expected = model.Forward(xt, t, prior, glyphs, glyphImage);
+        Assert.IsTrue((expected - model.Forward(xt, t, prior, glyphs, zeros_like(glyphImage))).abs().max().item<float>() > 1e-3, "the glyph image changes the output");
+        Assert.ThrowsExactly<ArgumentException>(() => model.Forward(xt, t, prior, glyphs));
+
+        using var parity = new Parity(Google.Protobuf.MessageExtensions.ToByteArray(DitExport.Export(model)));
+        var got = parity.Run(new Dictionary<string, Tensor> { ["x_t"] = xt, ["t"] = t, ["prior"] = prior, ["glyphs"] = glyphs, ["glyph_image"] = glyphImage });
+        var r = Parity.Compare("dit-glyph", "velocity", expected, got["velocity"], 1e-4);
+        Assert.IsTrue(r.Passed, $"max abs error {r.MaxAbsError:E2}");
+    }
+
+    [TestMethod]
     public void VqEncoderExportsAndGivesTheSameCodes()
     {
         manual_seed(10);

@@ -48,6 +48,26 @@ public sealed class PipelineTests
     }
 
     [TestMethod]
+    public void AGlyphImagePackageGeneratesDeterministicallyAndNeedsItsPlacementTable()
+    {
+        var dir = TinyPackage.Create(Path.Combine(_dir, "glyph"), seed: 4, glyphImage: true);
+        var package = ModelPackage.Open(dir);
+        Assert.IsNotNull(package.Placement);
+        using (var engine = Engine())
+        using (var generator = new ImageGenerator(engine, package, "cpu:0", "cpu:0"))
+        {
+            var a = generator.Generate(new GenerationRequest(Prompt) { Seed = 3 });
+            CollectionAssert.AreEqual(a.Png, generator.Generate(new GenerationRequest(Prompt) { Seed = 3 }).Png);
+            var mask = generator.Decoder.GlyphImage(a.TargetTokens, 8, "MOON"u8.ToArray())!;
+            Assert.AreEqual(64 * 64, mask.Length);
+            Assert.IsTrue(mask.Count(v => v > 0.5f) > 60, "the glyph image shows the word");
+        }
+        File.Delete(Path.Combine(dir, "placement.json"));
+        var e = Assert.ThrowsExactly<ModelLoadException>(() => ModelPackage.Open(dir));
+        StringAssert.Contains(e.Message, "placement.json");
+    }
+
+    [TestMethod]
     public void KvCacheDecodingGivesTheSameTokensAsRecomputingWithoutCache()
     {
         using var engine = Engine();

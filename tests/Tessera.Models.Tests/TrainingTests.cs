@@ -75,6 +75,32 @@ public sealed class TrainingTests
     }
 
     [TestMethod]
+    public void InitFromWidensAnInputLayerSoTheNetworkStartsAsItWas()
+    {
+        var narrow = new StageConfig { Dit = new DitConfig { ImageSize = 16, Patch = 4, Hidden = 24, Layers = 1, Heads = 2, CodebookSize = 8, MaxGlyphs = 4 } };
+        var baseModel = new Tessera.Models.Dit.DitDecoder(narrow.Dit!);
+        using (no_grad()) foreach (var p in baseModel.parameters()) p.add_(randn_like(p) * 0.05f);
+        var dir = Path.Combine(_temp, "base");
+        var store = new CheckpointStore(Path.Combine(dir, "checkpoints"));
+        store.Save(1, baseModel.named_parameters().Select(p => ($"ema.{p.name}", (Tensor)p.parameter)).ToList(),
+            new System.Text.Json.Nodes.JsonObject { ["step"] = 1L, ["modelConfig"] = "{}" });
+
+        var wide = new Tessera.Models.Dit.DitDecoder(narrow.Dit! with { GlyphImage = true });
+        var log = new StringWriter();
+        TrainedWeights.InitFrom(wide, dir, log);
+        StringAssert.Contains(log.ToString(), "patch_embed.weight widened from 3 to 4");
+        baseModel.eval(); wide.eval();
+        using var _ = no_grad();
+        var xt = randn(2, 3, 16, 16); var t = rand(2); var prior = randint(0, 8, [2, 4, 4]); var glyphs = randint(1, 200, [2, 4]);
+        var before = baseModel.Forward(xt, t, prior, glyphs);
+        var after = wide.Forward(xt, t, prior, glyphs, zeros(2, 1, 16, 16));
+        Assert.IsTrue((before - after).abs().max().item<float>() < 1e-6, "with no glyph image the widened network matches the original");
+
+        var other = new Tessera.Models.Dit.DitDecoder(narrow.Dit! with { Hidden = 32, Heads = 2 });
+        Assert.ThrowsExactly<CheckpointException>(() => TrainedWeights.InitFrom(other, dir));
+    }
+
+    [TestMethod]
     public void ATruncatedCheckpointIsRefusedAndThePreviousOneIsUsed()
     {
         Run(Tiny(), "cut").Run(); // checkpoints at 3 and 6

@@ -28,13 +28,21 @@ public static class PackageBuilder
 
         var ar = JsonSerializer.Deserialize<ArConfig>(TrainedWeights.Latest(arRun).ModelConfigJson, StageConfig.Json)!;
         var dit = JsonSerializer.Deserialize<DitConfig>(TrainedWeights.Latest(decoderRun).ModelConfigJson, StageConfig.Json)!;
+        var files = new Dictionary<string, string> { ["ar"] = "ar.onnx", ["decoder"] = "decoder.onnx", ["vq"] = "vq.onnx", ["tokenizer"] = "tokenizer.json" };
+        if (dit.GlyphImage)
+        {
+            var table = Path.Combine(decoderRun, Tessera.Models.Training.DecoderStage.PlacementFile);
+            if (!File.Exists(table)) throw new FileNotFoundException($"The decoder takes a glyph image but its run has no {table}; train it with this version of tessera.", table);
+            File.Copy(table, Path.Combine(outDir, "placement.json"), overwrite: true);
+            files["placement"] = "placement.json";
+        }
         var manifest = new PackageManifest
         {
             Name = name,
             Version = DateTime.UtcNow.ToString("yyyy.MM.dd"),
-            Files = new() { ["ar"] = "ar.onnx", ["decoder"] = "decoder.onnx", ["vq"] = "vq.onnx", ["tokenizer"] = "tokenizer.json" },
+            Files = files,
             Ar = new ArShape(ar.Layers, ar.KvHeads, ar.HeadDim, ar.CodebookSize, ar.TargetGrid, ar.PreviewGrid, ar.RotaryAxes),
-            Decoder = new DecoderShape(dit.ImageSize, dit.TokenGrid, dit.MaxGlyphs, dit.CodebookSize),
+            Decoder = new DecoderShape(dit.ImageSize, dit.TokenGrid, dit.MaxGlyphs, dit.CodebookSize, dit.GlyphImage),
             Provenance = results.ToDictionary(r => $"{r.Stage}.checkpoint", r => JsonDocument.Parse(File.ReadAllText(r.ReportPath)).RootElement.GetProperty("checkpoint").GetString() is var c ? $"{Path.GetFileName(c)}" : ""),
         };
         File.WriteAllText(Path.Combine(outDir, ModelPackage.ManifestFile), JsonSerializer.Serialize(manifest, PackageManifest.Json));

@@ -48,8 +48,8 @@ public sealed class DitBlock : nn.Module<Tensor, Tensor>
 
 /// <summary>
 /// Flow-matching DiT decoder: noisy image x_t (B, 3, S, S), time t (B) in [0, 1], prior visual tokens
-/// (B, G, G) with G = S / Patch (id CodebookSize = none) and glyph ids (B, L) (0 = padding, byte b = b + 1)
-/// → predicted velocity (B, 3, S, S), where x_t = (1 - t) x_0 + t ε and the velocity is ε - x_0.
+/// (B, G, G) with G = S / Patch (id CodebookSize = none), glyph ids (B, L) (0 = padding, byte b = b + 1) and, with
+/// <see cref="DitConfig.GlyphImage"/>, the glyph image (B, 1, S, S) in [0, 1] (zeros = none) → predicted velocity (B, 3, S, S), where x_t = (1 - t) x_0 + t ε and the velocity is ε - x_0.
 /// </summary>
 public sealed class DitDecoder : nn.Module<Tensor, Tensor>
 {
@@ -65,7 +65,7 @@ public sealed class DitDecoder : nn.Module<Tensor, Tensor>
     {
         Config = config;
         int d = config.Hidden, n = config.TokenGrid * config.TokenGrid;
-        patch_embed = nn.Conv2d(3, d, config.Patch, stride: config.Patch);
+        patch_embed = nn.Conv2d(config.InputChannels, d, config.Patch, stride: config.Patch);
         pos_embed = nn.Parameter(randn(1, n, d) * 0.02f);
         prior_embed = nn.Embedding(config.CodebookSize + 1, d);
         glyph_embed = nn.Embedding(257, d);
@@ -89,12 +89,15 @@ public sealed class DitDecoder : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x) => throw new NotSupportedException("Use Forward with time, prior and glyphs.");
 
-    public Tensor Forward(Tensor xt, Tensor t, Tensor prior, Tensor glyphs)
+    public Tensor Forward(Tensor xt, Tensor t, Tensor prior, Tensor glyphs, Tensor? glyphImage = null)
     {
         using var scope = NewDisposeScope();
         long b = xt.shape[0];
         int g = Config.TokenGrid, p = Config.Patch, lg = (int)glyphs.shape[1];
-        var image = patch_embed.forward(xt).flatten(2).transpose(1, 2);          // (B, G*G, D)
+        if (Config.GlyphImage != glyphImage is not null)
+            throw new ArgumentException(Config.GlyphImage ? "This decoder is conditioned on a glyph image; pass one (zeros for none)." : "This decoder takes no glyph image.");
+        var input = glyphImage is null ? xt : cat([xt, glyphImage], 1);
+        var image = patch_embed.forward(input).flatten(2).transpose(1, 2);       // (B, G*G, D)
         image = image + pos_embed + prior_embed.forward(prior.flatten(1));       // prior (B, G*G) ids
         var glyph = glyph_embed.forward(glyphs) + glyph_pos_embed.narrow(1, 0, lg); // (B, L, D)
         var x = cat([glyph, image], 1);                                           // (B, L + G*G, D)

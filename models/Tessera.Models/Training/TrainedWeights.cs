@@ -25,6 +25,35 @@ public static class TrainedWeights
         foreach (var (name, b) in model.named_buffers()) AdamWEma.Copy(tensors, $"buffer.{name}", b);
     }
 
+    /// <summary>
+    /// Starts <paramref name="model"/> from another run's EMA weights: equal shapes are copied; a tensor whose only
+    /// difference is a larger second dimension (a layer that gained input channels) gets the trained slice and zeros
+    /// elsewhere. Any other mismatch is an error naming the tensor.
+    /// </summary>
+    public static long InitFrom(nn.Module model, string runDirectory, TextWriter? log = null)
+    {
+        var (path, step, _, tensors) = Latest(runDirectory, log);
+        using (no_grad())
+            foreach (var (name, p) in model.named_parameters().Select(x => (x.name, (Tensor)x.parameter)).Concat(model.named_buffers().Select(x => (x.name, x.buffer))))
+            {
+                if (!tensors.TryGetValue($"ema.{name}", out var saved) && !tensors.TryGetValue($"buffer.{name}", out saved))
+                    throw new CheckpointException($"{path} has no tensor for '{name}'; initFrom needs a run of the same network.");
+                if (saved.shape.SequenceEqual(p.shape)) p.copy_(saved);
+                else if (saved.dim() == p.dim() && saved.dim() >= 2 && saved.shape[0] == p.shape[0] && saved.shape[1] < p.shape[1]
+                         && saved.shape.Skip(2).SequenceEqual(p.shape.Skip(2)))
+                {
+                    p.zero_();
+                    p.narrow(1, 0, saved.shape[1]).copy_(saved);
+                    log?.WriteLine($"initFrom: {name} widened from {saved.shape[1]} to {p.shape[1]} inputs (new ones start at zero)");
+                }
+                else
+                    throw new CheckpointException($"'{name}' is [{string.Join(", ", saved.shape)}] in {path} but [{string.Join(", ", p.shape)}] here; initFrom can only widen inputs.");
+            }
+        foreach (var t in tensors.Values) t.Dispose();
+        log?.WriteLine($"initFrom: started from {path} (step {step})");
+        return step;
+    }
+
     /// <summary>The trained VQ tokenizer of a run (EMA weights), in eval mode.</summary>
     public static (VqTokenizer Model, string CheckpointPath, long Step) LoadVq(string runDirectory, TextWriter? log = null)
     {
