@@ -13,7 +13,7 @@ namespace Tessera.Engine;
 /// </summary>
 public static class EngineConfigFile
 {
-    private static readonly string[] TopLevelKeys = ["pluginPaths", "fallback", "cacheDirectory", "plugins", "placement"];
+    private static readonly string[] TopLevelKeys = ["pluginPaths", "fallback", "cacheDirectory", "onnxRuntimePath", "plugins", "placement"];
     private static readonly string[] Stages = ["ar", "decoder", "vq"];
 
     public static EngineOptions Load(string path)
@@ -53,6 +53,9 @@ public static class EngineConfigFile
                     break;
                 case "cacheDirectory":
                     options.CacheDirectory = Path.GetFullPath(Path.Combine(baseDir, String(p.Value, p.Name, path)));
+                    break;
+                case "onnxRuntimePath":
+                    options.OnnxRuntimePath = Path.GetFullPath(Path.Combine(baseDir, String(p.Value, p.Name, path)));
                     break;
                 case "plugins":
                     if (p.Value.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"Configuration file {path}: 'plugins' must be an object of plugin name → settings.");

@@ -41,6 +41,9 @@ public sealed class EngineOptions
     /// <summary>Cache folder (optimized graphs). Default: $TESSERA_CACHE_DIR, else $XDG_CACHE_HOME/tessera, else ~/.cache/tessera.</summary>
     public string? CacheDirectory { get; set; }
 
+    /// <summary>A native onnxruntime to use instead of the packaged CPU build (a CUDA or CANN build); default $TESSERA_ONNXRUNTIME.</summary>
+    public string? OnnxRuntimePath { get; set; }
+
     /// <summary><c>plugins/</c> next to the running executable.</summary>
     public static string DefaultPluginDirectory => Path.Combine(AppContext.BaseDirectory, "plugins");
 

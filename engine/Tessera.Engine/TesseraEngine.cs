@@ -15,6 +15,7 @@ public sealed class TesseraEngine : IDisposable
     public TesseraEngine(EngineOptions options)
     {
         Options = options;
+        NativeOnnxRuntime.Apply(options);
         _plugins = PluginHost.Load(options);
         Devices = new DeviceRegistry(_plugins.Loaded);
     }

@@ -43,9 +43,26 @@ public sealed class CliTests
         var cpu = doc.RootElement.GetProperty("devices").EnumerateArray().Single(d => d.GetProperty("id").GetString() == "cpu:0");
         Assert.IsTrue(cpu.GetProperty("available").GetBoolean());
         Assert.IsTrue(cpu.GetProperty("totalMemoryBytes").GetInt64() > 0);
-        var plugin = doc.RootElement.GetProperty("plugins").EnumerateArray().Single();
+        var plugin = doc.RootElement.GetProperty("plugins").EnumerateArray().Single(p => p.GetProperty("name").GetString() == "cpu");
         Assert.AreEqual("loaded", plugin.GetProperty("state").GetString());
         StringAssert.Contains(plugin.GetProperty("location").GetString(), Path.Combine("plugins", "cpu"));
+    }
+
+    [TestMethod]
+    public void DevicesListsCudaAndAscendAsUnavailableWithTheirPreciseReasons()
+    {
+        var (code, stdout, stderr) = Tessera("devices", "--json");
+        Assert.AreEqual(0, code, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var devices = doc.RootElement.GetProperty("devices").EnumerateArray().ToDictionary(d => d.GetProperty("id").GetString()!);
+        foreach (var (id, library, runtime) in new[] { ("cuda:0", "libcuda.so.1", "built without CUDA"), ("ascend:0", "libascendcl.so", "built without the CANN execution provider") })
+        {
+            Assert.IsTrue(devices.ContainsKey(id), $"{id} is listed:\n{stdout}");
+            if (devices[id].GetProperty("available").GetBoolean()) continue; // a machine with the hardware and runtime
+            var reason = devices[id].GetProperty("reason").GetString()!;
+            Assert.IsTrue(reason.Contains(library) || reason.Contains("device"), $"{id}: {reason}");
+            StringAssert.Contains(reason, runtime);
+        }
     }
 
     [TestMethod]
