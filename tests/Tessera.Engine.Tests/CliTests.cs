@@ -66,6 +66,46 @@ public sealed class CliTests
     }
 
     [TestMethod]
+    public void PluginVerifyPassesOnTheCpuPluginIncludingTheShippedModelsGraphs()
+    {
+        var cpu = Path.Combine(Path.GetDirectoryName(TestPaths.CliDll)!, "plugins", "cpu");
+        var (code, stdout, stderr) = Tessera("plugin", "verify", cpu, "--json");
+        Assert.AreEqual(0, code, stdout + stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.AreEqual("pass", doc.RootElement.GetProperty("result").GetString());
+        var cases = doc.RootElement.GetProperty("cases").EnumerateArray().Select(c => c.GetProperty("case").GetString()).ToList();
+        foreach (var c in new[] { "contract.corrupt-model", "op.softmax", "op.attention", "model.ar", "model.decoder" }) CollectionAssert.Contains(cases, c);
+    }
+
+    [TestMethod]
+    public void PluginVerifyFailsNamingTheCaseAPluginGetsWrong()
+    {
+        var (code, stdout, _) = Tessera("plugin", "verify", TestPaths.Fixture("corrupt"), "--no-models");
+        Assert.AreEqual(1, code, stdout);
+        StringAssert.Contains(stdout, "FAIL: 1 case(s) failed (corrupt:0 op.softmax)");
+        StringAssert.Contains(stdout, "probs: 1 of 800 elements outside tolerance");
+    }
+
+    [TestMethod]
+    public void PluginVerifyRefusesAPluginForAnotherContractAndSaysWhyADeviceWasNotVerified()
+    {
+        var (code, stdout, _) = Tessera("plugin", "verify", TestPaths.Fixture("future"));
+        Assert.AreEqual(1, code, stdout);
+        StringAssert.Contains(stdout, "was built for plugin contract 2.0, but this host implements contract 1.0");
+
+        (code, stdout, _) = Tessera("plugin", "verify", TestPaths.Fixture("echo"), "--no-models");
+        Assert.AreEqual(0, code, stdout);
+        StringAssert.Contains(stdout, "fixture:1  SKIP  unavailable: fixture: simulated missing driver");
+
+        (code, stdout, _) = Tessera("plugin", "verify", TestPaths.Fixture("ascend"), "--no-models");
+        if (!stdout.Contains("ascend:0 ("))   // no NPU here: nothing can be verified, and the exit code says so
+        {
+            Assert.AreEqual(2, code, stdout);
+            StringAssert.Contains(stdout, "NOT VERIFIED");
+        }
+    }
+
+    [TestMethod]
     public void DevicesShowsFailedPluginsWithTheirReasons()
     {
         var (code, stdout, stderr) = Tessera("devices", "--plugin-path", TestPaths.Fixture("throwing"), "--plugin-path", TestPaths.Fixture("echo"));

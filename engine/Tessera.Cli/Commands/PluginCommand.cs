@@ -1,0 +1,113 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.ML.OnnxRuntime;
+using Tessera.Abstractions;
+using Tessera.Conformance;
+using Tessera.Engine;
+using Tessera.Engine.Plugins;
+using Tessera.Pipeline;
+
+namespace Tessera.Cli.Commands;
+
+/// <summary><c>tessera plugin verify</c>: loads one plugin folder and runs the conformance suite on its devices.</summary>
+public static class PluginCommand
+{
+    public static Command Create()
+    {
+        var folder = new Argument<DirectoryInfo>("folder") { Description = "Folder holding the plugin (its dll and dependencies), as it would be deployed." };
+        var device = new Option<string?>("--device") { Description = "Verify only this device (kind:index). Default: every available device of the plugin." };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Model package whose graphs are also verified. Default: the shipped default model." };
+        var noModels = new Option<bool>("--no-models") { Description = "Only the op-level and contract cases (fast)." };
+        var scale = new Option<double>("--tolerance-scale") { Description = "Multiply every numeric tolerance (e.g. 10 for a device that computes in fp16).", DefaultValueFactory = _ => 1.0 };
+        var json = new Option<bool>("--json") { Description = "Print the report as JSON." };
+        var verify = new Command("verify", "Load a plugin, check its contract, and run the conformance suite (op-level graphs and the shipped model's graphs) on its devices against ONNX Runtime's CPU EP, with a named tolerance per case. Exit code: 0 all passed, 1 a case failed or the plugin did not load, 2 no available device to verify.")
+        {
+            folder, device, model, noModels, scale, json,
+        };
+        verify.SetAction(parse => CliErrors.Run(() => Verify(parse.GetValue(folder)!, parse.GetValue(device), parse.GetValue(model), parse.GetValue(noModels), parse.GetValue(scale), parse.GetValue(json), parse)));
+        return new Command("plugin", "Work with hardware plugins (see docs/writing-a-plugin.md).") { verify };
+    }
+
+    private static int Verify(DirectoryInfo folder, string? deviceFilter, DirectoryInfo? modelDir, bool noModels, double scale, bool json, ParseResult parse)
+    {
+        if (!folder.Exists) throw new DirectoryNotFoundException($"Plugin folder {folder.FullName} does not exist. Pass the folder a plugin is deployed to (e.g. bin/Release/net10.0 of the plugin project).");
+        if (scale <= 0) throw new ArgumentException("--tolerance-scale must be positive.");
+        var options = GlobalOptions.Build(parse);
+        options.UseDefaultPluginDirectory = false;
+        options.UseEnvironmentPluginPath = false;
+        options.PluginDirectories.Clear();
+        options.PluginDirectories.Add(folder.FullName);
+        using var engine = new TesseraEngine(options);
+        var report = new JsonObject
+        {
+            ["folder"] = folder.FullName,
+            ["hostContract"] = TesseraContract.Version.ToString(),
+            ["reference"] = $"ONNX Runtime {OrtEnv.Instance().GetVersionString()} CPU EP",
+        };
+        var log = json ? TextWriter.Null : Console.Out;
+        log.WriteLine($"Verifying plugins in {folder.FullName} (host contract {TesseraContract.Version}); reference: ONNX Runtime {OrtEnv.Instance().GetVersionString()} CPU EP");
+        report["plugins"] = new JsonArray(engine.Plugins.Select(p => (JsonNode)new JsonObject
+        {
+            ["name"] = p.Name, ["state"] = p.State.ToString().ToLowerInvariant(), ["reason"] = p.Reason, ["contract"] = p.ContractVersion?.ToString(), ["version"] = p.Version?.ToString(), ["location"] = p.Location,
+        }).ToArray());
+        foreach (var p in engine.Plugins)
+            log.WriteLine(p.State == PluginState.Loaded
+                ? $"  plugin {p.Name} {p.Version} by {p.Vendor}: contract {p.ContractVersion} ok  ({p.Location})"
+                : $"  plugin at {p.Location}: FAILED to load: {p.Reason}");
+        if (engine.Plugins.Count == 0 || engine.Plugins.Any(p => p.State != PluginState.Loaded))
+        {
+            if (engine.Plugins.Count == 0) log.WriteLine($"  no plugin found in {folder.FullName}{(engine.PluginNotes.Count > 0 ? ": " + string.Join("; ", engine.PluginNotes) : "")}");
+            report["result"] = "fail";
+            if (json) Console.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            log.WriteLine("FAIL: the plugin did not load.");
+            return 1;
+        }
+
+        var devices = engine.Devices.Devices.Where(d => deviceFilter is null || d.Info.Id.ToString() == DeviceId.Parse(deviceFilter).ToString()).ToList();
+        if (deviceFilter is not null && devices.Count == 0)
+            throw new ArgumentException($"The plugin offers no device {deviceFilter}; it offers {string.Join(", ", engine.Devices.Devices.Select(d => d.Info.Id))}.");
+        var cases = OpGraphs.All().ToList();
+        if (!noModels)
+        {
+            var dir = modelDir?.FullName ?? ModelPackage.DefaultDirectory();
+            if (Directory.Exists(dir)) cases.AddRange(ConformanceRunner.ModelCases(dir));
+            else log.WriteLine($"  (no model package at {dir}; model cases skipped. Pass --model <folder>.)");
+        }
+        var runner = new ConformanceRunner(engine, scale);
+        var results = new List<CaseResult>();
+        foreach (var d in devices)
+        {
+            if (!d.Info.IsAvailable)
+            {
+                results.Add(new CaseResult(d.Info.Id.ToString(), "device", CaseStatus.Skip, "", null, $"unavailable: {d.Info.UnavailableReason}", TimeSpan.Zero));
+                log.WriteLine($"  {d.Info.Id,-10} SKIP  unavailable: {d.Info.UnavailableReason}");
+                continue;
+            }
+            log.WriteLine($"  {d.Info.Id} ({d.Info.Name}):");
+            foreach (var r in runner.ContractChecks(d).Concat(cases.Select(c => runner.Run(d, c))))
+            {
+                results.Add(r);
+                log.WriteLine($"    {r.Case,-26} {Status(r.Status),-5} {(r.MaxAbsError is { } e ? $"max err {e:E2}" : ""),-18} {r.Tolerance,-26} {r.Elapsed.TotalMilliseconds,7:F0} ms  {(r.Status == CaseStatus.Pass ? "" : r.Detail)}");
+            }
+        }
+        int failed = results.Count(r => r.Status == CaseStatus.Fail), passed = results.Count(r => r.Status == CaseStatus.Pass);
+        var verdict = failed > 0 ? "fail" : passed == 0 ? "no-device" : "pass";
+        report["result"] = verdict;
+        report["cases"] = new JsonArray(results.Select(r => (JsonNode)new JsonObject
+        {
+            ["device"] = r.Device, ["case"] = r.Case, ["status"] = r.Status.ToString().ToLowerInvariant(), ["tolerance"] = r.Tolerance,
+            ["maxAbsError"] = r.MaxAbsError is { } m && double.IsFinite(m) ? m : null, ["detail"] = r.Detail, ["ms"] = Math.Round(r.Elapsed.TotalMilliseconds, 1),
+        }).ToArray());
+        if (json) Console.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        log.WriteLine(verdict switch
+        {
+            "fail" => $"FAIL: {failed} case(s) failed ({string.Join(", ", results.Where(r => r.Status == CaseStatus.Fail).Select(r => $"{r.Device} {r.Case}"))}); {passed} passed.",
+            "no-device" => "NOT VERIFIED: the plugin has no available device here (reasons above).",
+            _ => $"PASS: {passed} case(s) passed on {devices.Count(d => d.Info.IsAvailable)} device(s).",
+        });
+        return verdict switch { "fail" => 1, "no-device" => 2, _ => 0 };
+    }
+
+    private static string Status(CaseStatus s) => s switch { CaseStatus.Pass => "pass", CaseStatus.Fail => "FAIL", _ => "skip" };
+}
