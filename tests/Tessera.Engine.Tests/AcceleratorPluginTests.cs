@@ -122,3 +122,40 @@ public sealed class AcceleratorPluginTests
         Assert.IsNull(NativeOnnxRuntime.Chosen);
     }
 }
+
+/// <summary>
+/// Node placement as ONNX Runtime reports it, on a device that claims an execution provider it never adds: every node
+/// then runs on the CPU EP, which is exactly what an accelerator's unsupported nodes look like.
+/// </summary>
+[TestClass]
+public sealed class NodePlacementTests
+{
+    private sealed class ClaimingDevice() : OrtDevice(new DeviceInfo(new DeviceId("claim", 0), "claims an EP", true, null, null, null,
+        new HashSet<string>(), 1, new Dictionary<string, string>()), null)
+    {
+        protected override string ProviderName => "FakeAcceleratorExecutionProvider";
+        protected override void AppendExecutionProvider(SessionOptions options, CompileOptions compile) { }
+    }
+
+    [TestMethod]
+    public void NodesThatOnnxRuntimeRanOnTheCpuAreReportedAsFallbackAndStrictRefusesThem()
+    {
+        var device = new ClaimingDevice();
+        var graph = ModelSource.FromBytes(TestGraphs.LinearRelu(), "linear-relu");
+
+        var strict = device.CheckSupport(graph, new CompileOptions { Fallback = FallbackPolicy.Strict });
+        Assert.IsFalse(strict.CanRun, strict.Message);
+        CollectionAssert.AreEqual(new[] { "MatMul", "Add", "Relu", "Identity" }, strict.FallbackNodes.Select(n => n.OpType).ToArray());
+        StringAssert.Contains(strict.FallbackNodes.First().Reason, "runs on CPUExecutionProvider");
+        StringAssert.Contains(strict.Message, "0 of 4 executed nodes run on claim:0; 4 fall back to the CPU");
+
+        var allow = device.CheckSupport(graph, new CompileOptions { Fallback = FallbackPolicy.Allow });
+        Assert.IsTrue(allow.CanRun);
+        using var compiled = device.Compile(graph, new CompileOptions { Fallback = FallbackPolicy.Allow, UseCompiledModelCache = false });
+        Assert.AreEqual(4, compiled.Report.FallbackNodes.Count);
+
+        var e = Assert.ThrowsExactly<FallbackNotAllowedException>(() => device.Compile(graph, new CompileOptions { Fallback = FallbackPolicy.Strict, UseCompiledModelCache = false }));
+        Assert.AreEqual(4, e.FallbackNodes.Count);
+        StringAssert.Contains(e.Message, "4 node(s) would fall back to the CPU (MatMul");
+    }
+}

@@ -19,18 +19,19 @@ public static class RunCommand
         var seed = new Option<int>("--seed") { Description = "Seed for random inputs.", DefaultValueFactory = _ => 0 };
         var save = new Option<DirectoryInfo?>("--save") { Description = "Write each output to <dir>/<name>.npy." };
         var noCache = new Option<bool>("--no-cache") { Description = "Do not read or write the optimized-graph cache." };
+        var placement = new Option<bool>("--placement") { Description = "Also print where each node runs (the device or the CPU), as ONNX Runtime placed it." };
         var cmd = new Command("run", "Run any ONNX graph on a device and print output shapes and timing.")
         {
-            model, device, inputs, dims, iterations, seed, save, noCache,
+            model, device, inputs, dims, iterations, seed, save, noCache, placement,
         };
         cmd.SetAction(parse => CliErrors.Run(() => Execute(
             parse, parse.GetValue(model)!, parse.GetValue(device)!, parse.GetValue(inputs) ?? [], parse.GetValue(dims) ?? [],
-            parse.GetValue(iterations), parse.GetValue(seed), parse.GetValue(save), parse.GetValue(noCache))));
+            parse.GetValue(iterations), parse.GetValue(seed), parse.GetValue(save), parse.GetValue(noCache), parse.GetValue(placement))));
         return cmd;
     }
 
     private static int Execute(ParseResult parse, FileInfo modelFile, string deviceName, string[] inputSpecs, string[] dimSpecs,
-        int iterations, int seed, DirectoryInfo? save, bool noCache)
+        int iterations, int seed, DirectoryInfo? save, bool noCache, bool showPlacement = false)
     {
         if (!modelFile.Exists) throw new FileNotFoundException($"Model file {modelFile.FullName} does not exist.");
         if (iterations < 0) throw new ArgumentException("--iterations must be 0 or more.");
@@ -48,6 +49,15 @@ public static class RunCommand
         foreach (var note in compiled.FallbackNotes) Console.WriteLine($"fallback {note}");
         Console.WriteLine($"compile  {m.Report.CompileTime.TotalMilliseconds:F1} ms{(m.Report.FromCache ? " (optimized graph from cache)" : "")}");
         foreach (var note in m.Report.Notes) Console.WriteLine($"note     {note}");
+        foreach (var node in m.Report.FallbackNodes) Console.WriteLine($"on cpu   {node.OpType} '{node.NodeName}'{(node.Reason is null ? "" : $" ({node.Reason})")}");
+        if (showPlacement)
+        {
+            var device = engine.Devices.Get(m.Device.ToString()).Device;
+            var report = device.CheckSupport(ModelSource.FromFile(modelFile.FullName), compileOptions);
+            Console.WriteLine($"placement {report.Message}");
+            foreach (var group in report.Nodes.GroupBy(n => (n.OnDevice, n.OpType)).OrderBy(g => g.Key.OnDevice).ThenBy(g => g.Key.OpType, StringComparer.Ordinal))
+                Console.WriteLine($"  {(group.Key.OnDevice ? m.Device.ToString() : "cpu (fallback)"),-16} {group.Key.OpType,-28} x{group.Count()}");
+        }
 
         foreach (var name in given.Keys)
             if (m.Inputs.All(i => i.Name != name))

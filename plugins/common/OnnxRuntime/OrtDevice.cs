@@ -65,15 +65,94 @@ public abstract class OrtDevice : IDevice
         }
         try
         {
-            using var so = CreateSessionOptions(options with { Optimization = OptimizationLevel.Basic });
-            using var session = CreateSession(model, so);
-            var placements = nodes.Select(n => new NodePlacement(n.Name, n.QualifiedOpType, OnDevice: true)).ToList();
-            return new GraphSupportReport(Info.Id, true, placements, $"All {nodes.Count} nodes run on {Info.Id} ({ProviderName}).");
+            var placements = ExecutedPlacements(model, options, out var note);
+            if (placements is null)
+            {
+                // ONNX Runtime could not tell (the graph did not run on generated inputs): it loaded, so it can run.
+                return new GraphSupportReport(Info.Id, true, nodes.Select(n => new NodePlacement(n.Name, n.QualifiedOpType, OnDevice: true, "assumed: " + note)).ToList(),
+                    $"The graph compiles on {Info.Id} ({ProviderName}); per-node placement unknown ({note}).");
+            }
+            var fallback = placements.Where(p => !p.OnDevice).ToList();
+            var canRun = fallback.Count == 0 || options.Fallback == FallbackPolicy.Allow;
+            return new GraphSupportReport(Info.Id, canRun, placements, fallback.Count == 0
+                ? $"All {placements.Count} executed nodes run on {Info.Id} ({ProviderName})."
+                : $"{placements.Count - fallback.Count} of {placements.Count} executed nodes run on {Info.Id}; {fallback.Count} fall back to the CPU ({string.Join(", ", fallback.Select(f => f.OpType).Distinct().Take(8))}).");
         }
         catch (TesseraException e)
         {
             return new GraphSupportReport(Info.Id, false, [], e.Message);
         }
+    }
+
+    /// <summary>
+    /// Where ONNX Runtime ran each node: the graph is compiled with profiling on (fallback allowed, so every node has a
+    /// place), run once on zero inputs, and the profile's per-node <c>provider</c> is read. Null (with a note) when
+    /// the graph cannot run on generated inputs.
+    /// </summary>
+    protected List<NodePlacement>? ExecutedPlacements(ModelSource model, CompileOptions options, out string note)
+    {
+        var profileDir = Directory.CreateTempSubdirectory("tessera-placement-");
+        try
+        {
+            // Unoptimized, so nodes keep the names and op types of the graph as written.
+            using var so = CreateSessionOptions(options with { Fallback = FallbackPolicy.Allow, Optimization = OptimizationLevel.None });
+            so.EnableProfiling = true;
+            so.ProfileOutputPathPrefix = Path.Combine(profileDir.FullName, "profile");
+            using var session = CreateSession(model, so);
+            var values = new List<OrtValue>();
+            string profile;
+            try
+            {
+                foreach (var (name, meta) in session.InputMetadata)
+                {
+                    var shape = meta.Dimensions.Select((d, i) => d >= 0 ? d : meta.SymbolicDimensions[i] switch
+                    {
+                        var s when s.Contains("total", StringComparison.OrdinalIgnoreCase) => 2L, // past + new, the KV-cache convention
+                        _ => 1L,
+                    }).ToArray();
+                    var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, meta.ElementDataType, shape);
+                    value.GetTensorMutableRawData().Clear();
+                    values.Add(value);
+                }
+                using var run = new RunOptions();
+                using (session.Run(run, session.InputMetadata.Keys.ToList(), values, session.OutputNames)) { }
+            }
+            catch (OnnxRuntimeException e)
+            {
+                note = $"a trial run on zero inputs failed: {FirstLine(e.Message)}";
+                return null;
+            }
+            finally
+            {
+                profile = session.EndProfiling();
+                foreach (var v in values) v.Dispose();
+            }
+            note = "";
+            return ReadProfile(File.ReadAllText(Path.IsPathRooted(profile) ? profile : Path.Combine(Environment.CurrentDirectory, profile)));
+        }
+        finally
+        {
+            try { profileDir.Delete(recursive: true); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>Node events of an ONNX Runtime profile (JSON array): one placement per node, from args.provider.</summary>
+    internal List<NodePlacement> ReadProfile(string json)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        var seen = new Dictionary<string, NodePlacement>(StringComparer.Ordinal);
+        foreach (var e in doc.RootElement.EnumerateArray())
+        {
+            if (!e.TryGetProperty("cat", out var cat) || cat.GetString() != "Node") continue;
+            if (!e.TryGetProperty("args", out var args) || !args.TryGetProperty("provider", out var provider)) continue;
+            var name = e.GetProperty("name").GetString() ?? "";
+            if (name.EndsWith("_kernel_time", StringComparison.Ordinal)) name = name[..^"_kernel_time".Length];
+            else continue;
+            var op = args.TryGetProperty("op_name", out var o) ? o.GetString() ?? "" : "";
+            var p = provider.GetString() ?? "";
+            seen[name] = new NodePlacement(name, op, p == ProviderName, p == ProviderName ? null : $"runs on {p}");
+        }
+        return seen.Values.ToList();
     }
 
     public ICompiledModel Compile(ModelSource model, CompileOptions options)
@@ -116,7 +195,17 @@ public abstract class OrtDevice : IDevice
                 temp = _cache!.TempPathFor(key);
                 so.OptimizedModelFilePath = temp;
             }
-            session = CreateSession(model, so);
+            try
+            {
+                session = CreateSession(model, so);
+            }
+            catch (FallbackNotAllowedException e) when (e.FallbackNodes.Count == 0)
+            {
+                // Name the nodes: ask ONNX Runtime where it would have put each one.
+                var nodes = ExecutedPlacements(model, options, out _)?.Where(p => !p.OnDevice).ToList();
+                if (nodes is null || nodes.Count == 0) throw;
+                throw new FallbackNotAllowedException(Info.Id, model.DisplayName, nodes);
+            }
             if (temp is not null)
             {
                 try
@@ -131,7 +220,14 @@ public abstract class OrtDevice : IDevice
             }
         }
 
-        var report = new CompileReport(Info.Id, model.DisplayName, watch.Elapsed, fromCache, cachePath, [], notes);
+        // An accelerator allowed to fall back: say which nodes ONNX Runtime put on the CPU instead.
+        IReadOnlyList<NodePlacement> fellBack = [];
+        if (options.Fallback == FallbackPolicy.Allow && ProviderName != "CPUExecutionProvider")
+        {
+            fellBack = ExecutedPlacements(model, options, out var unknown)?.Where(p => !p.OnDevice).ToList() ?? [];
+            if (unknown.Length > 0) notes.Add($"per-node placement unknown: {unknown}");
+        }
+        var report = new CompileReport(Info.Id, model.DisplayName, watch.Elapsed, fromCache, cachePath, fellBack, notes);
         try
         {
             return new OrtCompiledModel(this, model.DisplayName, session, report);
@@ -213,6 +309,8 @@ public abstract class OrtDevice : IDevice
             return new ModelLoadException(model.DisplayName, "is not a valid ONNX file (it may be truncated or not a model at all). Re-export or re-download it.", e);
         if (m.Contains("NO_SUCHFILE") || m.Contains("No such file"))
             return new ModelLoadException(model.DisplayName, "does not exist or refers to an external data file that does not.", e);
+        if (m.Contains("fallback to CPU EP has been explicitly disabled"))
+            return new FallbackNotAllowedException(Info.Id, model.DisplayName, [], FirstLine(m));
         if (m.Contains("NOT_IMPLEMENTED") || m.Contains("Could not find an implementation"))
             return Info.Id.Kind == "cpu"
                 ? new ModelLoadException(model.DisplayName, $"uses an operator that {Info.Id} ({ProviderName}) cannot run: {FirstLine(m)}", e)

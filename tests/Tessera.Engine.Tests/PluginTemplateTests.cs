@@ -1,0 +1,55 @@
+using System.Diagnostics;
+
+namespace Tessera.Engine.Tests;
+
+/// <summary>The vendor kit end to end: pack the contract, create a plugin from the template, build it, verify it.</summary>
+[TestClass]
+public sealed class PluginTemplateTests
+{
+    private static (int Code, string Output) Run(string file, string workingDirectory, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { WorkingDirectory = workingDirectory, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        psi.Environment["DOTNET_NOLOGO"] = "1";
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromMinutes(4))) { p.Kill(entireProcessTree: true); return (-1, "timed out"); }
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    [TestMethod]
+    public void APluginCreatedFromTheTemplateBuildsLoadsAndVerifies()
+    {
+        var dir = TestPaths.NewTempDir();
+        try
+        {
+            // A contract package with a version of its own, so NuGet's global cache never serves a stale copy.
+            var feed = Directory.CreateDirectory(Path.Combine(dir, "feed")).FullName;
+            var version = $"1.0.{DateTime.UtcNow.Ticks / TimeSpan.TicksPerSecond % 1_000_000_000}";
+            var abstractions = Path.Combine(TestPaths.RepoRoot, "engine", "Tessera.Abstractions", "Tessera.Abstractions.csproj");
+            var (code, output) = Run("dotnet", dir, "pack", abstractions, "-c", TestPaths.Configuration, "--no-build", "-o", feed, $"-p:Version={version}");
+            Assert.AreEqual(0, code, output);
+
+            var hive = Path.Combine(dir, "hive");
+            (code, output) = Run("dotnet", dir, "new", "install", Path.Combine(TestPaths.RepoRoot, "templates", "tessera-plugin"), "--debug:custom-hive", hive);
+            Assert.AreEqual(0, code, output);
+            (code, output) = Run("dotnet", dir, "new", "tessera-plugin", "-n", "Acme.Npu", "--kind", "npu", "--vendor", "Acme", "--debug:custom-hive", hive);
+            Assert.AreEqual(0, code, output);
+            var project = Path.Combine(dir, "Acme.Npu");
+            File.WriteAllText(Path.Combine(project, "nuget.config"),
+                $"<?xml version=\"1.0\" encoding=\"utf-8\"?><configuration><packageSources><add key=\"tessera-local\" value=\"{feed}\" /></packageSources></configuration>");
+            (code, output) = Run("dotnet", project, "build", "-c", "Release", "-nologo", "-v", "q");
+            Assert.AreEqual(0, code, output);
+
+            var bin = Path.Combine(project, "bin", "Release", "net10.0");
+            Assert.IsFalse(File.Exists(Path.Combine(bin, "Tessera.Abstractions.dll")), "the contract is not shipped with the plugin");
+            (code, output) = Run("dotnet", dir, TestPaths.CliDll, "plugin", "verify", bin, "--no-models");
+            Assert.AreEqual(0, code, output);
+            StringAssert.Contains(output, "plugin npu 0.1 by Acme: contract 1.0 ok");
+            StringAssert.Contains(output, "PASS:");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+}
