@@ -23,49 +23,125 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextP
         return placement.Fit(word, targetTokens, targetGrid, shape.ImageSize).Mask(word, shape.ImageSize);
     }
 
+    /// <summary>
+    /// One image being denoised: its noise, conditions and schedule, advanced one Euler step at a time by
+    /// <see cref="Step"/>. Several jobs (different requests, at different steps) can share one model run.
+    /// </summary>
+    public sealed class Job
+    {
+        internal Job(float[] x, long[] prior, long[] glyphs, float[]? glyphImage, double[] times, double cfg)
+        {
+            X = x; Prior = prior; Glyphs = glyphs; GlyphImage = glyphImage; Times = times; Cfg = cfg;
+        }
+
+        public float[] X { get; }
+        internal long[] Prior { get; }
+        internal long[] Glyphs { get; }
+        internal float[]? GlyphImage { get; }
+        internal double[] Times { get; }
+        public double Cfg { get; }
+        public bool Guided => Cfg != 1.0;
+        /// <summary>Steps done so far.</summary>
+        public int Done { get; internal set; }
+        public int Steps => Times.Length - 1;
+        public bool Finished => Done == Steps;
+        /// <summary>Model rows this job needs per step: 2 with guidance (conditional + unconditional), else 1.</summary>
+        public int Rows => Guided ? 2 : 1;
+    }
+
+    /// <summary>Starts a job: seeded noise at t = 1 and the schedule.</summary>
+    public Job Start(int[] targetTokens, int targetGrid, byte[] glyphBytes, ulong seed, int steps, double cfg, double shift)
+    {
+        int s = shape.ImageSize, g = shape.TokenGrid;
+        return new Job(Gaussian(3 * s * s, SplitMix64.Mix(seed, 0xDEC0DE)), ModelInputs.PriorFromTarget(targetTokens, targetGrid, g),
+            ModelInputs.GlyphIds(glyphBytes, shape.MaxGlyphs), GlyphImage(targetTokens, targetGrid, glyphBytes), FlowSchedule.Times(steps, shift), cfg);
+    }
+
     /// <param name="batchedCfg">False runs the two CFG branches as two passes (for benchmarks).</param>
     public float[] Sample(int[] targetTokens, int targetGrid, byte[] glyphBytes, ulong seed, int steps, double cfg, double shift,
         bool batchedCfg = true, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
     {
-        int s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
-        bool guided = cfg != 1.0;
-        var prior = ModelInputs.PriorFromTarget(targetTokens, targetGrid, g);
-        var glyphs = ModelInputs.GlyphIds(glyphBytes, shape.MaxGlyphs);
-        var nullPrior = Enumerable.Repeat((long)shape.CodebookSize, g * g).ToArray();
-        var noGlyphs = new long[shape.MaxGlyphs];
-        var glyphImage = GlyphImage(targetTokens, targetGrid, glyphBytes);
-        var noGlyphImage = glyphImage is null ? null : new float[glyphImage.Length];
-
-        var x = Gaussian(pixels, SplitMix64.Mix(seed, 0xDEC0DE));
-        var times = FlowSchedule.Times(steps, shift);
-        for (int i = 0; i < steps; i++)
+        var job = Start(targetTokens, targetGrid, glyphBytes, seed, steps, cfg, shift);
+        while (!job.Finished)
         {
             cancel.ThrowIfCancellationRequested();
-            float t = (float)times[i], dt = (float)(times[i + 1] - times[i]);
-            float[] velocity;
-            if (!guided) velocity = Run([x], t, [prior], [glyphs], [glyphImage])[0];
-            else
-            {
-                float[][] v = batchedCfg
-                    ? Run([x, x], t, [prior, nullPrior], [glyphs, noGlyphs], [glyphImage, noGlyphImage])
-                    : [Run([x], t, [prior], [glyphs], [glyphImage])[0], Run([x], t, [nullPrior], [noGlyphs], [noGlyphImage])[0]];
-                velocity = new float[pixels];
-                float w = (float)cfg;
-                for (int p = 0; p < pixels; p++) velocity[p] = v[1][p] + w * (v[0][p] - v[1][p]);
-            }
-            for (int p = 0; p < pixels; p++) x[p] += dt * velocity[p];
-            progress?.Report(new GenerationProgress("decoder", i + 1, steps));
+            if (batchedCfg) Step([job]);
+            else StepUnbatched(job);
+            progress?.Report(new GenerationProgress("decoder", job.Done, steps));
         }
-        return x;
+        return job.X;
     }
 
-    private float[][] Run(float[][] xs, float t, long[][] priors, long[][] glyphs, float[]?[] glyphImages)
+    /// <summary>
+    /// Advances every job by one Euler step in a single model run: the batch holds each job's conditional row and,
+    /// with guidance, its unconditional row (no prior, no glyphs), each at the job's own time t.
+    /// </summary>
+    public void Step(IReadOnlyList<Job> jobs)
+    {
+        int s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
+        var nullPrior = NullPrior;
+        var noGlyphs = new long[shape.MaxGlyphs];
+        var xs = new List<float[]>();
+        var ts = new List<float>();
+        var priors = new List<long[]>();
+        var glyphs = new List<long[]>();
+        var images = new List<float[]?>();
+        foreach (var job in jobs)
+        {
+            if (job.Finished) throw new InvalidOperationException("A finished decoder job was stepped again.");
+            float t = (float)job.Times[job.Done];
+            xs.Add(job.X); ts.Add(t); priors.Add(job.Prior); glyphs.Add(job.Glyphs); images.Add(job.GlyphImage);
+            if (job.Guided)
+            {
+                xs.Add(job.X); ts.Add(t); priors.Add(nullPrior); glyphs.Add(noGlyphs);
+                images.Add(job.GlyphImage is null ? null : new float[job.GlyphImage.Length]);
+            }
+        }
+        var v = Run(xs.ToArray(), ts.ToArray(), priors.ToArray(), glyphs.ToArray(), images.ToArray());
+        int row = 0;
+        foreach (var job in jobs)
+        {
+            var velocity = job.Guided ? Guide(v[row], v[row + 1], job.Cfg) : v[row];
+            Advance(job, velocity);
+            row += job.Rows;
+        }
+    }
+
+    /// <summary>One step with the two CFG branches as separate runs (what batching the branches is measured against).</summary>
+    private void StepUnbatched(Job job)
+    {
+        float t = (float)job.Times[job.Done];
+        var cond = Run([job.X], [t], [job.Prior], [job.Glyphs], [job.GlyphImage])[0];
+        if (!job.Guided) { Advance(job, cond); return; }
+        var uncond = Run([job.X], [t], [NullPrior], [new long[shape.MaxGlyphs]], [job.GlyphImage is null ? null : new float[job.GlyphImage.Length]])[0];
+        Advance(job, Guide(cond, uncond, job.Cfg));
+    }
+
+    private long[] NullPrior => Enumerable.Repeat((long)shape.CodebookSize, shape.TokenGrid * shape.TokenGrid).ToArray();
+
+    private static float[] Guide(float[] conditional, float[] unconditional, double cfg)
+    {
+        var velocity = new float[conditional.Length];
+        float w = (float)cfg;
+        for (int p = 0; p < velocity.Length; p++) velocity[p] = unconditional[p] + w * (conditional[p] - unconditional[p]);
+        return velocity;
+    }
+
+    private static void Advance(Job job, float[] velocity)
+    {
+        float dt = (float)(job.Times[job.Done + 1] - job.Times[job.Done]);
+        var x = job.X;
+        for (int p = 0; p < x.Length; p++) x[p] += dt * velocity[p];
+        job.Done++;
+    }
+
+    private float[][] Run(float[][] xs, float[] ts, long[][] priors, long[][] glyphs, float[]?[] glyphImages)
     {
         int b = xs.Length, s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
         var feeds = new Dictionary<string, ITensorValue>
         {
             ["x_t"] = HostTensor.Create(xs.SelectMany(a => a).ToArray(), b, 3, s, s),
-            ["t"] = HostTensor.Create(Enumerable.Repeat(t, b).ToArray(), b),
+            ["t"] = HostTensor.Create(ts, b),
             ["prior"] = HostTensor.Create(priors.SelectMany(a => a).ToArray(), b, g, g),
             ["glyphs"] = HostTensor.Create(glyphs.SelectMany(a => a).ToArray(), b, shape.MaxGlyphs),
         };

@@ -19,10 +19,11 @@ public static class EvalCommand
         var device = new Option<string>("--device") { Description = "Device for both stages.", DefaultValueFactory = _ => "auto" };
         var seed = new Option<ulong>("--seed") { Description = "Seed for prompts and sampling.", DefaultValueFactory = _ => 0UL };
         var steps = new Option<int?>("--steps") { Description = "Denoising steps (default from the model)." };
+        var cfg = new Option<double?>("--cfg") { Description = "Classifier-free guidance scale (default from the model)." };
         var sheet = new Option<FileInfo?>("--sheet") { Description = "Also write a contact sheet of the first 24 images with what OCR read." };
         var text = new Command("text", "Generate images for validation prompts and read them with OCR (tesseract): word accuracy and edit distance, seen vs unseen words, next to the ground-truth ceiling.")
         {
-            n, json, model, device, seed, steps, sheet,
+            n, json, model, device, seed, steps, cfg, sheet,
         };
         text.SetAction((parse, cancel) => Task.FromResult(CliErrors.Run(() =>
         {
@@ -34,7 +35,7 @@ public static class EvalCommand
             using var engine = new TesseraEngine(GlobalOptions.Build(parse));
             using var generator = new ImageGenerator(engine, package, parse.GetValue(device)!, parse.GetValue(device)!);
             var progress = new Progress<(int Done, int Total)>(p => { if (p.Done % 10 == 0 || p.Done == p.Total) Console.Error.WriteLine($"evaluated {p.Done}/{p.Total}"); });
-            var (seenScores, unseenScores, cases) = TextEvaluation.Run(generator, ocr, count, parse.GetValue(seed), parse.GetValue(steps), progress, cancel);
+            var (seenScores, unseenScores, cases) = TextEvaluation.Run(generator, ocr, count, parse.GetValue(seed), parse.GetValue(steps), progress, cancel, parse.GetValue(cfg));
             if (parse.GetValue(sheet) is { } sheetFile)
                 File.WriteAllBytes(sheetFile.FullName, ContactSheet.Render(cases.Take(24).Select(c => (c.Rgb, 64, $"{c.Word} → OCR '{c.ModelRead}'{(c.Seen ? "" : " (unseen)")}")).ToList(), columns: 6));
             if (parse.GetValue(json))
