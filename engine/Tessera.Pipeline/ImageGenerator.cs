@@ -42,6 +42,9 @@ public sealed class ImageGenerator : IDisposable
     }
 
     public ModelPackage Package { get; }
+
+    /// <summary>A continuous-batching AR stepper over this generator's AR model (see <see cref="Batching.BatchingGenerator"/>).</summary>
+    public Batching.ArBatch CreateArBatch() => new(_ar.Model, Package.Manifest.Ar, Package.Prompts);
     public ArStage Ar { get; }
     public DecoderStage Decoder { get; }
     public DeviceId ArDevice => _ar.Model.Device;
@@ -53,8 +56,12 @@ public sealed class ImageGenerator : IDisposable
     public GenerationResult Generate(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default) =>
         RunDecoderStage(request, RunArStage(request, progress, cancel), progress, cancel);
 
-    /// <summary>The AR half of a generation: prompt → preview and target tokens (what pipelining overlaps).</summary>
-    public ArOutcome RunArStage(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
+    /// <summary>What a request needs before its AR stage: the encoded prompt, its sampler, forced preview and warnings.</summary>
+    public sealed record PreparedRequest(GenerationRequest Request, Tessera.Data.Prompting.EncodedPrompt Prompt, TokenSampler Sampler,
+        int[]? ForcedPreview, IReadOnlyList<string> Warnings, TimeSpan Encode);
+
+    /// <summary>Encodes the prompt (and the source image for image-to-image) and makes the request's seeded sampler.</summary>
+    public PreparedRequest Prepare(GenerationRequest request)
     {
         var d = Package.Manifest.Sampling;
         var watch = Stopwatch.StartNew();
@@ -65,24 +72,41 @@ public sealed class ImageGenerator : IDisposable
         if (prompt.Glyphs.Length == 0)
             warnings.Add("the prompt quotes no text; the model is trained to render quoted words, e.g. the word \"MOON\"");
         int[]? forcedPreview = request.SourceRgb is null ? null : EncodeSource(request.SourceRgb);
-        var encode = watch.Elapsed;
         var sampler = new TokenSampler(request.Temperature ?? d.Temperature, request.TopK ?? d.TopK, request.TopP ?? d.TopP, SplitMix64.Mix(request.Seed, 0xA1));
-        var tokens = Ar.Generate(prompt, sampler, forcedPreview, useKvCache: true, progress, cancel);
-        return new ArOutcome(prompt, tokens, encode, warnings);
+        return new PreparedRequest(request, prompt, sampler, forcedPreview, warnings, watch.Elapsed);
+    }
+
+    /// <summary>The AR half of a generation: prompt → preview and target tokens (what pipelining overlaps).</summary>
+    public ArOutcome RunArStage(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var p = Prepare(request);
+        var tokens = Ar.Generate(p.Prompt, p.Sampler, p.ForcedPreview, useKvCache: true, progress, cancel);
+        return new ArOutcome(p.Prompt, tokens, p.Encode, p.Warnings);
+    }
+
+    /// <summary>Decoder settings for a request: steps, guidance and schedule shift (the package's defaults where unset).</summary>
+    public (int Steps, double Cfg, double Shift) DecoderSettings(GenerationRequest request)
+    {
+        var d = Package.Manifest.Sampling;
+        return (request.Steps ?? d.Steps, request.Cfg ?? d.Cfg, d.Shift);
     }
 
     /// <summary>The decoder half: target tokens + glyphs → image.</summary>
     public GenerationResult RunDecoderStage(GenerationRequest request, ArOutcome ar, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
     {
-        var d = Package.Manifest.Sampling;
-        int steps = request.Steps ?? d.Steps;
+        var (steps, cfg, shift) = DecoderSettings(request);
         var watch = Stopwatch.StartNew();
-        var image = Decoder.Sample(ar.Tokens.Target, Package.Manifest.Ar.TargetGrid, ar.Prompt.Glyphs, request.Seed, steps, request.Cfg ?? d.Cfg, d.Shift, true, progress, cancel);
-        var decode = watch.Elapsed;
+        var image = Decoder.Sample(ar.Tokens.Target, Package.Manifest.Ar.TargetGrid, ar.Prompt.Glyphs, request.Seed, steps, cfg, shift, true, progress, cancel);
+        var timings = new StageTimings(ar.Encode, ar.Tokens.Prefill, ar.Tokens.Decode, Ar.Layout.VisualTokens, watch.Elapsed, steps);
+        return Finish(image, ar.Tokens.Preview, ar.Tokens.Target, timings, ar.Warnings);
+    }
+
+    /// <summary>Denoised pixels → the result (RGB bytes and PNG).</summary>
+    public GenerationResult Finish(float[] image, int[] preview, int[] target, StageTimings timings, IReadOnlyList<string> warnings)
+    {
         int size = Package.Manifest.Decoder.ImageSize;
         var rgb = ModelInputs.ToRgb(image, size);
-        var timings = new StageTimings(ar.Encode, ar.Tokens.Prefill, ar.Tokens.Decode, Ar.Layout.VisualTokens, decode, steps);
-        return new GenerationResult(rgb, size, ImageFiles.EncodePng(rgb, size, size), ar.Tokens.Preview, ar.Tokens.Target, timings, ar.Warnings);
+        return new GenerationResult(rgb, size, ImageFiles.EncodePng(rgb, size, size), preview, target, timings, warnings);
     }
 
     /// <summary>Source image (RGB at the model size) → VQ codes → the preview grid the AR will continue from.</summary>

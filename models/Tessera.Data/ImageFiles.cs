@@ -41,7 +41,16 @@ public static class ImageFiles
     public static (byte[] Rgb, int Width, int Height) ReadRgb(string path, int? size = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"Image file {path} does not exist.", path);
-        using var decoded = SKBitmap.Decode(path)
+        return DecodeRgb(File.ReadAllBytes(path), path, size);
+    }
+
+    /// <summary>The same from encoded bytes (an upload); <paramref name="path"/> names the source in errors.</summary>
+    public static (byte[] Rgb, int Width, int Height) DecodeRgb(byte[] encoded, string path, int? size = null)
+    {
+        SKBitmap? bitmapOrNull;
+        try { bitmapOrNull = SKBitmap.Decode(encoded); }
+        catch (ArgumentException) { bitmapOrNull = null; } // SkiaSharp throws when no codec recognises the bytes
+        using var decoded = bitmapOrNull
             ?? throw new InvalidDataException($"{path} is not an image Tessera can read (PNG, JPEG, WebP, GIF or BMP).");
         using var converted = decoded.Copy(SKColorType.Rgba8888) ?? throw new InvalidDataException($"{path}: unsupported pixel format.");
         SKBitmap bitmap = converted;

@@ -1,0 +1,75 @@
+using System.CommandLine;
+using Tessera.Engine;
+using Tessera.Pipeline;
+using Tessera.Pipeline.Batching;
+using Tessera.Server;
+
+namespace Tessera.Cli.Commands;
+
+/// <summary><c>tessera serve</c>: the HTTP images API with dynamic batching.</summary>
+public static class ServeCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Model package (default: the shipped one)." };
+        var device = new Option<string?>("--device") { Description = "Device for both stages (default: the config file's placement, else auto)." };
+        var arDevice = new Option<string?>("--ar-device") { Description = "Device for the AR stage." };
+        var decoderDevice = new Option<string?>("--decoder-device") { Description = "Device for the decoder stage." };
+        var host = new Option<string>("--host") { Description = "Address to bind. Default 127.0.0.1 (this machine only); 0.0.0.0 listens on every interface.", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port (0 picks a free one).", DefaultValueFactory = _ => 8080 };
+        var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer <key>' on /v1 (default: $TESSERA_API_KEY, else no key)." };
+        var maxBatch = new Option<int>("--max-batch") { Description = "Most requests per AR step and images per decoder step.", DefaultValueFactory = _ => 8 };
+        var queue = new Option<int>("--queue") { Description = "Requests that may wait; more are answered 429 with Retry-After.", DefaultValueFactory = _ => 64 };
+        var window = new Option<int>("--window-ms") { Description = "How long an idle stage waits for more requests to join its first step.", DefaultValueFactory = _ => 5 };
+        var timeout = new Option<int>("--timeout") { Description = "Seconds before a request is cancelled and answered 504.", DefaultValueFactory = _ => 120 };
+        var maxN = new Option<int>("--max-n") { Description = "Most images per request.", DefaultValueFactory = _ => 4 };
+        var noBatching = new Option<bool>("--no-batching") { Description = "One request at a time per stage." };
+        var cmd = new Command("serve", "Serve the images API (OpenAI-style /v1/images/generations and /edits, /v1/models, /health, /metrics) and a web page at /, batching concurrent requests.")
+        {
+            model, device, arDevice, decoderDevice, host, port, apiKey, maxBatch, queue, window, timeout, maxN, noBatching,
+        };
+        cmd.SetAction(async (parse, cancel) =>
+        {
+            try
+            {
+                var options = GlobalOptions.Build(parse);
+                var package = ModelPackage.Open(parse.GetValue(model)?.FullName ?? ModelPackage.DefaultDirectory());
+                using var engine = new TesseraEngine(options);
+                var d = parse.GetValue(device);
+                using var generator = new ImageGenerator(engine, package,
+                    parse.GetValue(arDevice) ?? d ?? options.DeviceFor("ar"), parse.GetValue(decoderDevice) ?? d ?? options.DeviceFor("decoder"));
+                var batching = parse.GetValue(noBatching) ? BatchingOptions.Off with { QueueCapacity = parse.GetValue(queue) } : new BatchingOptions
+                {
+                    MaxArBatch = parse.GetValue(maxBatch), MaxDecoderBatch = parse.GetValue(maxBatch), QueueCapacity = parse.GetValue(queue),
+                    Window = TimeSpan.FromMilliseconds(parse.GetValue(window)),
+                };
+                if (parse.GetValue(timeout) < 1) throw new ArgumentException("--timeout must be at least 1 second.");
+                if (parse.GetValue(maxN) < 1) throw new ArgumentException("--max-n must be at least 1.");
+                using var generatorQueue = new BatchingGenerator(generator, batching);
+                var serverOptions = new ServerOptions
+                {
+                    Host = parse.GetValue(host)!, Port = parse.GetValue(port), ApiKey = parse.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("TESSERA_API_KEY"),
+                    Batching = batching, RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)), MaxN = parse.GetValue(maxN),
+                };
+                await using var server = await TesseraServer.StartAsync(generatorQueue, serverOptions, Console.Error);
+                Console.WriteLine($"tessera serve: model {package.Manifest.Name} on ar {generator.ArDevice}, decoder {generator.DecoderDevice}; " +
+                    $"batching {(parse.GetValue(noBatching) ? "off" : $"up to {batching.MaxArBatch}")}, queue {batching.QueueCapacity}{(serverOptions.ApiKey is null ? "" : ", API key required")}");
+                Console.WriteLine($"listening on {server.BaseAddress}");
+                Console.Out.Flush();
+                try { await Task.Delay(Timeout.Infinite, cancel); }
+                catch (OperationCanceledException) { Console.Error.WriteLine("stopping"); }
+                return 0;
+            }
+            catch (IOException e) when (e.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                Console.Error.WriteLine($"error: port {parse.GetValue(port)} on {parse.GetValue(host)} is in use; pass --port with a free port (or 0 for any).");
+                return 1;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                return CliErrors.Run(() => throw e);
+            }
+        });
+        return cmd;
+    }
+}

@@ -1,0 +1,346 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace Tessera.Pipeline.Batching;
+
+/// <summary>How requests are batched and bounded.</summary>
+public sealed record BatchingOptions
+{
+    /// <summary>Most requests in one AR decode step.</summary>
+    public int MaxArBatch { get; init; } = 8;
+    /// <summary>Most images in one decoder step (each is 2 rows of the model's batch with guidance).</summary>
+    public int MaxDecoderBatch { get; init; } = 8;
+    /// <summary>Requests waiting to start, beyond which new ones are refused (HTTP 429).</summary>
+    public int QueueCapacity { get; init; } = 64;
+    /// <summary>After an idle stage wakes, how long it waits for more requests to join the first step.</summary>
+    public TimeSpan Window { get; init; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>One request at a time per stage: what batching is measured against.</summary>
+    public static BatchingOptions Off => new() { MaxArBatch = 1, MaxDecoderBatch = 1, Window = TimeSpan.Zero };
+
+    public void Validate()
+    {
+        if (MaxArBatch < 1 || MaxArBatch > 256) throw new ArgumentException($"The AR batch size must be 1-256 (got {MaxArBatch}).");
+        if (MaxDecoderBatch < 1 || MaxDecoderBatch > 256) throw new ArgumentException($"The decoder batch size must be 1-256 (got {MaxDecoderBatch}).");
+        if (QueueCapacity < 1) throw new ArgumentException($"The queue capacity must be at least 1 (got {QueueCapacity}).");
+        if (Window < TimeSpan.Zero || Window > TimeSpan.FromSeconds(10)) throw new ArgumentException($"The batching window must be 0-10 s (got {Window}).");
+    }
+}
+
+/// <summary>The queue is full: the caller should retry later.</summary>
+public sealed class QueueFullException(int capacity, TimeSpan retryAfter)
+    : Exception($"The server is at capacity ({capacity} requests waiting); retry in {Math.Ceiling(retryAfter.TotalSeconds)} s.")
+{
+    public TimeSpan RetryAfter { get; } = retryAfter;
+}
+
+/// <summary>Counters for /metrics: queue depth, batch sizes, per-stage latency, tokens.</summary>
+public sealed class BatchingMetrics
+{
+    private long _arSteps, _arRows, _decoderSteps, _decoderImages, _tokens, _completed, _failed, _cancelled, _rejected;
+    private readonly object _gate = new();
+    private readonly Dictionary<string, (double Sum, long Count)> _latency = new();
+    private readonly SortedDictionary<int, long> _arBatchSizes = new(), _decoderBatchSizes = new();
+    private double _arBusy;
+
+    internal int QueueDepthNow;
+    internal int ArActive, DecoderActive;
+
+    public int QueueDepth => Volatile.Read(ref QueueDepthNow);
+    public long Completed => Interlocked.Read(ref _completed);
+    public long Rejected => Interlocked.Read(ref _rejected);
+    public long Cancelled => Interlocked.Read(ref _cancelled);
+    public long Failed => Interlocked.Read(ref _failed);
+    /// <summary>Largest AR and decoder batches seen so far.</summary>
+    public int LargestArBatch { get { lock (_gate) return _arBatchSizes.Count == 0 ? 0 : _arBatchSizes.Keys.Max(); } }
+    public int LargestDecoderBatch { get { lock (_gate) return _decoderBatchSizes.Count == 0 ? 0 : _decoderBatchSizes.Keys.Max(); } }
+
+    internal void ArStep(int rows, double seconds)
+    {
+        Interlocked.Increment(ref _arSteps); Interlocked.Add(ref _arRows, rows); Interlocked.Add(ref _tokens, rows);
+        lock (_gate) { _arBatchSizes[rows] = _arBatchSizes.GetValueOrDefault(rows) + 1; _arBusy += seconds; }
+    }
+
+    internal void DecoderStep(int images)
+    {
+        Interlocked.Increment(ref _decoderSteps); Interlocked.Add(ref _decoderImages, images);
+        lock (_gate) _decoderBatchSizes[images] = _decoderBatchSizes.GetValueOrDefault(images) + 1;
+    }
+
+    internal void Observe(string stage, TimeSpan t)
+    {
+        lock (_gate) { var (s, c) = _latency.GetValueOrDefault(stage); _latency[stage] = (s + t.TotalSeconds, c + 1); }
+    }
+
+    internal void Done() => Interlocked.Increment(ref _completed);
+    internal void Fail() => Interlocked.Increment(ref _failed);
+    internal void Cancel() => Interlocked.Increment(ref _cancelled);
+    internal void Reject() => Interlocked.Increment(ref _rejected);
+
+    /// <summary>Mean latency of a stage in seconds (queue, ar, decoder, total), or null before the first request.</summary>
+    public double? MeanLatency(string stage) { lock (_gate) return _latency.TryGetValue(stage, out var v) && v.Count > 0 ? v.Sum / v.Count : null; }
+
+    /// <summary>Prometheus text exposition format.</summary>
+    public string ToPrometheus()
+    {
+        var w = new System.Text.StringBuilder();
+        void Metric(string name, string type, string help, IEnumerable<(string Labels, double Value)> values)
+        {
+            w.Append("# HELP ").Append(name).Append(' ').AppendLine(help).Append("# TYPE ").Append(name).Append(' ').AppendLine(type);
+            foreach (var (labels, value) in values) w.Append(name).Append(labels).Append(' ').AppendLine(value.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+        }
+        lock (_gate)
+        {
+            Metric("tessera_queue_depth", "gauge", "Requests waiting to start.", [("", QueueDepth)]);
+            Metric("tessera_active_requests", "gauge", "Requests in a stage.", [("{stage=\"ar\"}", ArActive), ("{stage=\"decoder\"}", DecoderActive)]);
+            Metric("tessera_requests_total", "counter", "Requests by outcome.",
+                [("{outcome=\"completed\"}", Completed), ("{outcome=\"failed\"}", Failed), ("{outcome=\"cancelled\"}", Cancelled), ("{outcome=\"rejected\"}", Rejected)]);
+            Metric("tessera_ar_batch_size", "histogram", "Requests per AR step.", Histogram(_arBatchSizes));
+            Metric("tessera_decoder_batch_size", "histogram", "Images per decoder step.", Histogram(_decoderBatchSizes));
+            Metric("tessera_stage_latency_seconds", "summary", "Per-request time in each stage.",
+                _latency.SelectMany(kv => new[] { ($"_sum{{stage=\"{kv.Key}\"}}", kv.Value.Sum), ($"_count{{stage=\"{kv.Key}\"}}", (double)kv.Value.Count) }));
+            Metric("tessera_ar_tokens_total", "counter", "Visual tokens generated.", [("", Interlocked.Read(ref _tokens))]);
+            Metric("tessera_ar_tokens_per_second", "gauge", "Visual tokens per second of AR compute.", [("", _arBusy > 0 ? Interlocked.Read(ref _tokens) / _arBusy : 0)]);
+        }
+        return w.ToString();
+    }
+
+    private static IEnumerable<(string, double)> Histogram(SortedDictionary<int, long> sizes)
+    {
+        long cumulative = 0;
+        foreach (var le in new[] { 1, 2, 4, 8, 16, 32, 64, 128, 256 })
+        {
+            cumulative = sizes.Where(kv => kv.Key <= le).Sum(kv => kv.Value);
+            yield return ($"_bucket{{le=\"{le}\"}}", cumulative);
+        }
+        yield return ("_bucket{le=\"+Inf\"}", sizes.Values.Sum());
+        yield return ("_sum", sizes.Sum(kv => (double)kv.Key * kv.Value));
+        yield return ("_count", sizes.Values.Sum());
+    }
+}
+
+/// <summary>
+/// Serves many generation requests on one <see cref="ImageGenerator"/> with continuous batching: an AR loop advances
+/// every active request by one token per model run (requests join and leave between steps), and a decoder loop
+/// advances every denoising image by one step per model run. The two loops run on their own threads, so one
+/// request's decoder overlaps the next ones' AR. Each request keeps its own seed: batching does not change which
+/// tokens it gets (see docs/serving.md for the pixel tolerance).
+/// </summary>
+public sealed class BatchingGenerator : IDisposable
+{
+    private sealed class Work(GenerationRequest request, IProgress<GenerationProgress>? progress, CancellationToken cancel)
+    {
+        public GenerationRequest Request { get; } = request;
+        public IProgress<GenerationProgress>? Progress { get; } = progress;
+        public CancellationToken Cancel { get; } = cancel;
+        public TaskCompletionSource<GenerationResult> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public Stopwatch Clock { get; } = Stopwatch.StartNew();
+        public TimeSpan Queued, ArStarted, ArFinished, DecoderStarted;
+        public ImageGenerator.PreparedRequest? Prepared;
+        public ArBatch.ArSequence? Sequence;
+        public DecoderStage.Job? Job;
+    }
+
+    private readonly ImageGenerator _generator;
+    private readonly ArBatch _ar;
+    private readonly ConcurrentQueue<Work> _queue = new();
+    private readonly ConcurrentQueue<Work> _toDecoder = new();
+    private readonly SemaphoreSlim _arSignal = new(0), _decoderSignal = new(0);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Thread _arThread, _decoderThread;
+
+    public BatchingGenerator(ImageGenerator generator, BatchingOptions? options = null)
+    {
+        Options = options ?? new BatchingOptions();
+        Options.Validate();
+        _generator = generator;
+        _ar = generator.CreateArBatch();
+        _arThread = new Thread(ArLoop) { IsBackground = true, Name = "tessera-ar" };
+        _decoderThread = new Thread(DecoderLoop) { IsBackground = true, Name = "tessera-decoder" };
+        _arThread.Start();
+        _decoderThread.Start();
+    }
+
+    public BatchingOptions Options { get; }
+    public BatchingMetrics Metrics { get; } = new();
+    public ImageGenerator Generator => _generator;
+
+    /// <summary>
+    /// Queues a request. Throws <see cref="QueueFullException"/> at once when the queue is full; cancelling
+    /// <paramref name="cancel"/> removes the request at the next step of whichever stage it is in.
+    /// </summary>
+    public Task<GenerationResult> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
+    {
+        ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested, this);
+        if (Interlocked.Increment(ref Metrics.QueueDepthNow) > Options.QueueCapacity)
+        {
+            Interlocked.Decrement(ref Metrics.QueueDepthNow);
+            Metrics.Reject();
+            throw new QueueFullException(Options.QueueCapacity, RetryAfter());
+        }
+        var work = new Work(request, progress, cancel);
+        _queue.Enqueue(work);
+        _arSignal.Release();
+        return work.Result.Task;
+    }
+
+    /// <summary>A guess at when a slot frees: the mean time a request spends in the system, at least 1 s.</summary>
+    public TimeSpan RetryAfter() => TimeSpan.FromSeconds(Math.Max(1, Math.Ceiling(Metrics.MeanLatency("total") ?? 1)));
+
+    private void ArLoop()
+    {
+        var active = new List<Work>();
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                if (active.Count == 0)
+                {
+                    _arSignal.Wait(_stop.Token);
+                    if (Options.Window > TimeSpan.Zero) Thread.Sleep(Options.Window); // let simultaneous requests join the first step
+                }
+                while (active.Count < Options.MaxArBatch && _queue.TryDequeue(out var w))
+                {
+                    Interlocked.Decrement(ref Metrics.QueueDepthNow);
+                    if (w.Cancel.IsCancellationRequested) { Cancelled(w); continue; }
+                    w.Queued = w.Clock.Elapsed;
+                    try
+                    {
+                        w.Prepared = _generator.Prepare(w.Request);
+                        w.Sequence = _ar.Start(w.Prepared.Prompt, w.Prepared.Sampler, w.Prepared.ForcedPreview);
+                        w.ArStarted = w.Clock.Elapsed;
+                        active.Add(w);
+                    }
+                    catch (Exception e) { Failed(w, e); }
+                }
+                Interlocked.Exchange(ref Metrics.ArActive, active.Count);
+                foreach (var w in active.Where(w => w.Cancel.IsCancellationRequested).ToList()) { active.Remove(w); Cancelled(w); }
+                if (active.Count == 0) continue;
+
+                var watch = Stopwatch.StartNew();
+                try
+                {
+                    _ar.Step(active.Select(w => w.Sequence!).ToList());
+                }
+                catch (Exception e)
+                {
+                    foreach (var w in active) Failed(w, e);
+                    active.Clear();
+                    continue;
+                }
+                Metrics.ArStep(active.Count, watch.Elapsed.TotalSeconds);
+                foreach (var w in active.ToList())
+                {
+                    var s = w.Sequence!;
+                    w.Progress?.Report(new GenerationProgress("ar", s.Done, s.Visual.Length));
+                    if (!s.Finished) continue;
+                    active.Remove(w);
+                    Interlocked.Exchange(ref Metrics.ArActive, active.Count);
+                    w.ArFinished = w.Clock.Elapsed;
+                    Metrics.Observe("queue", w.Queued);
+                    Metrics.Observe("ar", w.ArFinished - w.ArStarted);
+                    _toDecoder.Enqueue(w);
+                    _decoderSignal.Release();
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
+        finally
+        {
+            foreach (var w in active) w.Result.TrySetCanceled();
+        }
+    }
+
+    private void DecoderLoop()
+    {
+        var active = new List<Work>();
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                if (active.Count == 0) _decoderSignal.Wait(_stop.Token);
+                while (active.Count < Options.MaxDecoderBatch && _toDecoder.TryDequeue(out var w))
+                {
+                    if (w.Cancel.IsCancellationRequested) { Cancelled(w); continue; }
+                    try
+                    {
+                        var (steps, cfg, shift) = _generator.DecoderSettings(w.Request);
+                        w.Job = _generator.Decoder.Start(w.Sequence!.Visual[_ar.Layout.PreviewTokens..], _generator.Package.Manifest.Ar.TargetGrid,
+                            w.Prepared!.Prompt.Glyphs, w.Request.Seed, steps, cfg, shift);
+                        w.DecoderStarted = w.Clock.Elapsed;
+                        active.Add(w);
+                    }
+                    catch (Exception e) { Failed(w, e); }
+                }
+                Interlocked.Exchange(ref Metrics.DecoderActive, active.Count);
+                foreach (var w in active.Where(w => w.Cancel.IsCancellationRequested).ToList()) { active.Remove(w); Cancelled(w); }
+                if (active.Count == 0) continue;
+                try
+                {
+                    _generator.Decoder.Step(active.Select(w => w.Job!).ToList());
+                }
+                catch (Exception e)
+                {
+                    foreach (var w in active) Failed(w, e);
+                    active.Clear();
+                    continue;
+                }
+                Metrics.DecoderStep(active.Count);
+                foreach (var w in active.ToList())
+                {
+                    w.Progress?.Report(new GenerationProgress("decoder", w.Job!.Done, w.Job.Steps));
+                    if (!w.Job.Finished) continue;
+                    active.Remove(w);
+                    Interlocked.Exchange(ref Metrics.DecoderActive, active.Count);
+                    Complete(w);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
+        finally
+        {
+            foreach (var w in active) w.Result.TrySetCanceled();
+        }
+    }
+
+    private void Complete(Work w)
+    {
+        try
+        {
+            var decoderTime = w.Clock.Elapsed - w.DecoderStarted;
+            var s = w.Sequence!;
+            var preview = s.Visual[.._ar.Layout.PreviewTokens];
+            var target = s.Visual[_ar.Layout.PreviewTokens..];
+            var timings = new StageTimings(w.Prepared!.Encode, TimeSpan.Zero, w.ArFinished - w.ArStarted, s.Visual.Length, decoderTime, w.Job!.Steps);
+            var result = _generator.Finish(w.Job.X, preview, target, timings, w.Prepared.Warnings);
+            Metrics.Observe("decoder", decoderTime);
+            Metrics.Observe("total", w.Clock.Elapsed);
+            Metrics.Done();
+            w.Result.TrySetResult(result);
+        }
+        catch (Exception e) { Failed(w, e); }
+    }
+
+    private void Failed(Work w, Exception e)
+    {
+        Metrics.Fail();
+        w.Result.TrySetException(e);
+    }
+
+    private void Cancelled(Work w)
+    {
+        Metrics.Cancel();
+        w.Result.TrySetCanceled(w.Cancel);
+    }
+
+    public void Dispose()
+    {
+        if (_stop.IsCancellationRequested) return;
+        _stop.Cancel();
+        _arThread.Join();
+        _decoderThread.Join();
+        while (_queue.TryDequeue(out var w)) w.Result.TrySetCanceled();
+        while (_toDecoder.TryDequeue(out var w)) w.Result.TrySetCanceled();
+        _stop.Dispose();
+    }
+}

@@ -1,0 +1,264 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Tessera.Pipeline;
+using Tessera.Pipeline.Batching;
+
+namespace Tessera.Server;
+
+/// <summary>
+/// The HTTP images API: <c>POST /v1/images/generations</c>, <c>POST /v1/images/edits</c>, <c>GET /v1/models</c>,
+/// <c>GET /health</c>, <c>GET /metrics</c> and a web page at <c>/</c>, over one <see cref="BatchingGenerator"/>.
+/// </summary>
+public sealed class TesseraServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly BatchingGenerator _batching;
+    private readonly ServerOptions _options;
+    private readonly TextWriter _log;
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private TesseraServer(WebApplication app, BatchingGenerator batching, ServerOptions options, TextWriter log)
+    {
+        _app = app; _batching = batching; _options = options; _log = log;
+    }
+
+    /// <summary>The address clients use, e.g. http://127.0.0.1:8080 (the real port when 0 was asked for).</summary>
+    public Uri BaseAddress { get; private set; } = new("http://127.0.0.1/");
+
+    public BatchingGenerator Batching => _batching;
+
+    /// <summary>Builds and starts the server; returns once it is listening.</summary>
+    public static async Task<TesseraServer> StartAsync(BatchingGenerator batching, ServerOptions options, TextWriter? log = null)
+    {
+        if (!IPAddress.TryParse(options.Host, out var address) && options.Host != "localhost")
+            throw new ArgumentException($"--host '{options.Host}' is not an IP address; use 127.0.0.1 (default), 0.0.0.0 for every interface, or a specific address.");
+        if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port {options.Port} is not a port (0-65535; 0 picks a free one).");
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+            if (address is null) k.ListenLocalhost(options.Port);
+            else k.Listen(address, options.Port);
+        });
+        var app = builder.Build();
+        var server = new TesseraServer(app, batching, options, log ?? TextWriter.Null);
+        server.Map();
+        await app.StartAsync();
+        var bound = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        server.BaseAddress = new Uri(bound.Replace("[::]", "127.0.0.1").Replace("0.0.0.0", "127.0.0.1") + "/");
+        return server;
+    }
+
+    /// <summary>Runs until <paramref name="stop"/> fires.</summary>
+    public Task WaitAsync(CancellationToken stop) => Microsoft.Extensions.Hosting.HostingAbstractionsHostExtensions.WaitForShutdownAsync(_app, stop);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+
+    private ModelPackage Package => _batching.Generator.Package;
+
+    private void Map()
+    {
+        _app.Use(async (ctx, next) =>
+        {
+            var watch = Stopwatch.StartNew();
+            if (_options.ApiKey is { } key && ctx.Request.Path.StartsWithSegments("/v1")
+                && ctx.Request.Headers.Authorization.ToString() != $"Bearer {key}")
+            {
+                await Write(ctx, new ApiError(401, "Missing or wrong API key: send the header 'Authorization: Bearer <key>'.", type: "authentication_error"));
+            }
+            else
+            {
+                await next(ctx);
+            }
+            _log.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {ctx.Request.Method} {ctx.Request.Path} {ctx.Response.StatusCode} {watch.Elapsed.TotalMilliseconds:F0} ms{(ctx.RequestAborted.IsCancellationRequested ? " (client disconnected)" : "")}");
+        });
+        _app.MapGet("/", () => Results.Content(IndexHtml.Value, "text/html; charset=utf-8"));
+        _app.MapGet("/health", () => Results.Json<JsonObject>(new JsonObject
+        {
+            ["status"] = "ok",
+            ["model"] = Package.Manifest.Name,
+            ["queue"] = _batching.Metrics.QueueDepth,
+            ["devices"] = new JsonObject { ["ar"] = _batching.Generator.ArDevice.ToString(), ["decoder"] = _batching.Generator.DecoderDevice.ToString() },
+            ["batching"] = new JsonObject { ["maxArBatch"] = _batching.Options.MaxArBatch, ["maxDecoderBatch"] = _batching.Options.MaxDecoderBatch, ["queueCapacity"] = _batching.Options.QueueCapacity },
+        }, Indented));
+        _app.MapGet("/metrics", () => Results.Text(_batching.Metrics.ToPrometheus(), "text/plain; version=0.0.4; charset=utf-8"));
+        _app.MapGet("/v1/models", () => Results.Json<JsonObject>(new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = new JsonArray(new JsonObject
+            {
+                ["id"] = Package.Manifest.Name, ["object"] = "model", ["owned_by"] = "tessera",
+                ["created"] = new DateTimeOffset(File.GetLastWriteTimeUtc(Path.Combine(Package.Directory, ModelPackage.ManifestFile))).ToUnixTimeSeconds(),
+                ["size"] = $"{Package.Manifest.Decoder.ImageSize}x{Package.Manifest.Decoder.ImageSize}",
+            }),
+        }, Indented));
+        _app.MapPost("/v1/images/generations", ctx => Handle(ctx, edit: false));
+        _app.MapPost("/v1/images/edits", ctx => Handle(ctx, edit: true));
+    }
+
+    private async Task Handle(HttpContext ctx, bool edit)
+    {
+        using var timeout = new CancellationTokenSource(_options.RequestTimeout);
+        try
+        {
+            var request = await Parse(ctx, edit);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, timeout.Token);
+            var channel = request.Stream ? Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true }) : null;
+            var tasks = new List<Task<GenerationResult>>();
+            try
+            {
+                int index = 0;
+                foreach (var r in request.Expand())
+                {
+                    int i = index++;
+                    var progress = channel is null ? null : new ChannelProgress(channel.Writer, i, request.N);
+                    tasks.Add(_batching.GenerateAsync(r, progress, linked.Token));
+                }
+            }
+            catch (QueueFullException)
+            {
+                linked.Cancel(); // the images already queued for this call are withdrawn
+                throw;
+            }
+
+            if (channel is not null)
+            {
+                ctx.Response.ContentType = "text/event-stream";
+                ctx.Response.Headers.CacheControl = "no-cache";
+                _ = Task.WhenAll(tasks).ContinueWith(_ => channel.Writer.TryComplete(), TaskScheduler.Default);
+                try
+                {
+                    await foreach (var line in channel.Reader.ReadAllAsync(linked.Token))
+                    {
+                        await ctx.Response.WriteAsync(line, linked.Token);
+                        await ctx.Response.Body.FlushAsync(linked.Token);
+                    }
+                    var results = await Task.WhenAll(tasks);
+                    await ctx.Response.WriteAsync($"event: result\ndata: {ResultJson(request, results).ToJsonString(Indented)}\n\n", linked.Token);
+                }
+                catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested) { }
+                catch (Exception e) when (!ctx.RequestAborted.IsCancellationRequested)
+                {
+                    var error = Describe(e, timeout.IsCancellationRequested);
+                    await ctx.Response.WriteAsync($"event: error\ndata: {error.ToJson().ToJsonString(Indented)}\n\n");
+                }
+                return;
+            }
+
+            GenerationResult[] done;
+            try
+            {
+                done = await Task.WhenAll(tasks);
+            }
+            catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+            {
+                return; // the client went away; its work was cancelled between steps
+            }
+            await Write(ctx, 200, ResultJson(request, done));
+        }
+        catch (Exception e) when (!ctx.RequestAborted.IsCancellationRequested)
+        {
+            var error = e is QueueFullException full ? new ApiError(429, full.Message, type: "rate_limit_error", code: "queue_full") : Describe(e, timeout.IsCancellationRequested);
+            if (e is QueueFullException q) ctx.Response.Headers.RetryAfter = ((int)Math.Ceiling(q.RetryAfter.TotalSeconds)).ToString();
+            if (!ctx.Response.HasStarted) await Write(ctx, error);
+        }
+        catch (OperationCanceledException) { }
+    }
+
+    private ApiError Describe(Exception e, bool timedOut) => e switch
+    {
+        ApiError a => a,
+        OperationCanceledException when timedOut => new ApiError(504, $"The request did not finish within {_options.RequestTimeout.TotalSeconds:F0} s and was cancelled. Ask for fewer images or steps, or retry when the server is less busy.", type: "timeout"),
+        Tessera.Data.Prompting.PromptException p => ApiError.BadRequest(p.Message, "prompt"),
+        BadHttpRequestException b => new ApiError(b.StatusCode, b.Message),
+        _ => new ApiError(500, $"Generation failed: {e.Message}", type: "server_error"),
+    };
+
+    private async Task<ImageRequest> Parse(HttpContext ctx, bool edit)
+    {
+        if (edit && ctx.Request.HasFormContentType)
+        {
+            var form = await ctx.Request.ReadFormAsync(ctx.RequestAborted);
+            byte[]? image = null;
+            if (form.Files.GetFile("image") is { } file)
+            {
+                using var ms = new MemoryStream();
+                await file.CopyToAsync(ms, ctx.RequestAborted);
+                image = ms.ToArray();
+            }
+            return ImageRequest.FromForm(new FormAdapter(form), image, Package, _options);
+        }
+        if (ctx.Request.ContentType is not { } type || !type.StartsWith("application/json", StringComparison.OrdinalIgnoreCase))
+            throw new ApiError(415, $"Send the request as application/json{(edit ? " or multipart/form-data" : "")} (got '{ctx.Request.ContentType ?? "no content type"}').");
+        JsonDocument doc;
+        try
+        {
+            doc = await JsonDocument.ParseAsync(ctx.Request.Body, default, ctx.RequestAborted);
+        }
+        catch (JsonException e)
+        {
+            throw ApiError.BadRequest($"The body is not valid JSON: {e.Message}");
+        }
+        using (doc) return ImageRequest.FromJson(doc.RootElement, Package, _options, edit);
+    }
+
+    private JsonObject ResultJson(ImageRequest request, GenerationResult[] results) => new()
+    {
+        ["created"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+        ["model"] = Package.Manifest.Name,
+        ["data"] = new JsonArray(results.Select((r, i) => (JsonNode)new JsonObject
+        {
+            ["b64_json"] = Convert.ToBase64String(r.Png),
+            ["seed"] = request.Seed + (ulong)i,
+            ["preview_tokens"] = new JsonArray(r.PreviewTokens.Select(t => (JsonNode)t).ToArray()),
+            ["target_tokens"] = new JsonArray(r.TargetTokens.Select(t => (JsonNode)t).ToArray()),
+            ["timings_ms"] = new JsonObject
+            {
+                ["ar"] = Math.Round((r.Timings.ArPrefill + r.Timings.ArDecode).TotalMilliseconds, 1),
+                ["decoder"] = Math.Round(r.Timings.Decoder.TotalMilliseconds, 1),
+            },
+        }).ToArray()),
+        ["warnings"] = new JsonArray(results.SelectMany(r => r.Warnings).Distinct().Select(w => (JsonNode)w).ToArray()),
+    };
+
+    private static Task Write(HttpContext ctx, ApiError error) => Write(ctx, error.Status, error.ToJson());
+
+    private static async Task Write(HttpContext ctx, int status, JsonObject body)
+    {
+        ctx.Response.StatusCode = status;
+        ctx.Response.ContentType = "application/json; charset=utf-8";
+        await ctx.Response.WriteAsync(body.ToJsonString(Indented));
+    }
+
+    private static readonly Lazy<string> IndexHtml = new(() =>
+    {
+        using var s = typeof(TesseraServer).Assembly.GetManifestResourceStream("Tessera.Server.index.html")!;
+        return new StreamReader(s).ReadToEnd();
+    });
+
+    /// <summary>Progress as server-sent events, written in order from the stage threads.</summary>
+    private sealed class ChannelProgress(ChannelWriter<string> writer, int index, int n) : IProgress<GenerationProgress>
+    {
+        public void Report(GenerationProgress p) =>
+            writer.TryWrite($"event: progress\ndata: {{\"index\":{index},\"n\":{n},\"stage\":\"{p.Stage}\",\"done\":{p.Done},\"total\":{p.Total}}}\n\n");
+    }
+
+    private sealed class FormAdapter(IFormCollection form) : IFormCollectionLike
+    {
+        public string? Get(string name) => form.TryGetValue(name, out var v) && v.Count > 0 ? v[0] : null;
+    }
+}
