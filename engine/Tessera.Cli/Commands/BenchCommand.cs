@@ -15,7 +15,31 @@ public static class BenchCommand
         bench.Subcommands.Add(Train());
         bench.Subcommands.Add(Generate());
         bench.Subcommands.Add(Export());
+        bench.Subcommands.Add(Serve());
         return bench;
+    }
+
+    private static Command Serve()
+    {
+        var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var model = new Option<DirectoryInfo?>("--model") { Description = "Model package (default: the shipped one)." };
+        var requests = new Option<int>("--requests") { Description = "Requests per row (default 64).", DefaultValueFactory = _ => 64 };
+        var concurrency = new Option<string>("--concurrency") { Description = "Comma-separated client concurrencies (default 1,4,8,16).", DefaultValueFactory = _ => "1,4,8,16" };
+        var maxBatch = new Option<int>("--max-batch") { Description = "Batch limit of the batching server (default 8).", DefaultValueFactory = _ => 8 };
+        var steps = new Option<int?>("--steps") { Description = "Decoder steps per image (default: the model's)." };
+        var cmd = new Command("serve", "Loopback HTTP load on tessera serve: throughput and p50/p95 latency with batching on and off at each concurrency, and the ratio.") { json, model, requests, concurrency, maxBatch, steps };
+        cmd.SetAction(parse => CliErrors.Run(() =>
+        {
+            var levels = parse.GetValue(concurrency)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(c => int.TryParse(c, out var v) && v is >= 1 and <= 256 ? v : throw new ArgumentException($"--concurrency: '{c}' is not a number from 1 to 256.")).ToArray();
+            if (parse.GetValue(requests) < 1) throw new ArgumentException("--requests must be at least 1.");
+            if (parse.GetValue(steps) is < 1) throw new ArgumentException("--steps must be at least 1.");
+            var package = Tessera.Pipeline.ModelPackage.Open(parse.GetValue(model)?.FullName ?? Tessera.Pipeline.ModelPackage.DefaultDirectory());
+            var result = Bench.ServeBenchmark.Run(GlobalOptions.Build(parse), package, parse.GetValue(requests), levels, parse.GetValue(maxBatch), parse.GetValue(steps), parse.GetValue(json) ? null : Console.Error);
+            Console.WriteLine(parse.GetValue(json) ? result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) : Bench.ServeBenchmark.Table(result));
+            return 0;
+        }));
+        return cmd;
     }
 
     private static Command Export()
