@@ -123,8 +123,7 @@ public sealed class AscendDevice(DeviceInfo info, AscendSettings settings, Optim
 
     protected override void AppendExecutionProvider(SessionOptions options, CompileOptions compile)
     {
-        var values = new Dictionary<string, string>(settings.ProviderOptions) { ["device_id"] = Info.Id.Index.ToString() };
-        foreach (var (k, v) in AscendSettings.Options.Validate(compile.DeviceSettings)) values[k] = v;
+        var values = AscendSettings.Options.ForSession(settings.ProviderOptions, Info.Id.Index, compile.DeviceSettings);
         using var cann = CannProviderOptions.Create();
         cann.Update(values);
         cann.AppendTo(options);

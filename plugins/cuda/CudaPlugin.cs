@@ -91,8 +91,7 @@ public sealed class CudaDevice(DeviceInfo info, CudaSettings settings, Optimized
 
     protected override void AppendExecutionProvider(SessionOptions options, CompileOptions compile)
     {
-        var values = new Dictionary<string, string>(settings.ProviderOptions) { ["device_id"] = Info.Id.Index.ToString() };
-        foreach (var (k, v) in CudaSettings.Options.Validate(compile.DeviceSettings)) values[k] = v;
+        var values = CudaSettings.Options.ForSession(settings.ProviderOptions, Info.Id.Index, compile.DeviceSettings);
         using var cuda = CreateOptions();
         cuda.UpdateOptions(values);
         options.AppendExecutionProvider_CUDA(cuda);

@@ -89,6 +89,18 @@ public sealed class AcceleratorPluginTests
     }
 
     [TestMethod]
+    public void SessionOptionsTakeThePluginsThenTheDeviceIndexThenValidatedDeviceSettings()
+    {
+        var plugin = AscendSettings.Parse(new Dictionary<string, string> { ["precision_mode"] = "force_fp16", ["device_id"] = "7" }).ProviderOptions;
+        var session = AscendSettings.Options.ForSession(plugin, 2, new Dictionary<string, string> { ["enable_cann_graph"] = "off" });
+        Assert.AreEqual("2", session["device_id"], "each device uses its own index");
+        Assert.AreEqual("force_fp16", session["precision_mode"]);
+        Assert.AreEqual("0", session["enable_cann_graph"]);
+        var e = Assert.ThrowsExactly<ArgumentException>(() => AscendSettings.Options.ForSession(plugin, 0, new Dictionary<string, string> { ["precision_mode"] = "fp4" }));
+        StringAssert.Contains(e.Message, "'precision_mode' is 'fp4'");
+    }
+
+    [TestMethod]
     public void WithoutHardwareEachPluginOffersOneUnavailableDeviceWithAPreciseReason()
     {
         var dir = TestPaths.NewTempDir();

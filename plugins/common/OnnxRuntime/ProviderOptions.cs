@@ -78,6 +78,17 @@ public sealed class ProviderOptionSet(string plugin, IReadOnlyList<ProviderOptio
         return result;
     }
 
+    /// <summary>
+    /// The options one session gets: the plugin's, then <c>device_id</c> = the device's index, then the compile's
+    /// device settings (validated here), later ones winning.
+    /// </summary>
+    public Dictionary<string, string> ForSession(IReadOnlyDictionary<string, string> pluginOptions, int deviceIndex, IReadOnlyDictionary<string, string> deviceSettings)
+    {
+        var values = new Dictionary<string, string>(pluginOptions, StringComparer.Ordinal) { ["device_id"] = deviceIndex.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        foreach (var (k, v) in Validate(deviceSettings)) values[k] = v;
+        return values;
+    }
+
     /// <summary>One line per option: name, allowed values, description.</summary>
     public string Describe() => string.Join(Environment.NewLine, options.Select(o => $"  {o.Name,-26} {o.Description} ({o.AllowedText})"));
 }
