@@ -78,7 +78,9 @@ public sealed record StageConfig
             var config = JsonSerializer.Deserialize<StageConfig>(File.ReadAllText(path), Json)
                 ?? throw new InvalidDataException($"Config file {path} is empty.");
             // Paths in a config are relative to the config file.
-            return config.VqRun is null ? config : config with { VqRun = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, config.VqRun)) };
+            var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+            string? Resolve(string? p) => p is null ? null : Path.GetFullPath(Path.Combine(dir, p));
+            return config with { VqRun = Resolve(config.VqRun), InitFrom = Resolve(config.InitFrom) };
         }
         catch (JsonException e)
         {

@@ -23,8 +23,14 @@ public static class PackageBuilder
         File.Copy(Path.Combine(arRun, "tokenizer.json"), Path.Combine(outDir, "tokenizer.json"), overwrite: true);
         var curves = Directory.CreateDirectory(Path.Combine(outDir, "curves")).FullName;
         foreach (var (stage, run) in new[] { ("vq", vqRun), ("ar", arRun), ("decoder", decoderRun) })
+        {
             foreach (var f in new[] { "loss.csv", "loss.png", "config.json" })
                 if (File.Exists(Path.Combine(run, f))) File.Copy(Path.Combine(run, f), Path.Combine(curves, $"{stage}-{f}"), overwrite: true);
+            // A fine-tuned stage also brings the curves of the run it started from.
+            if (File.Exists(Path.Combine(run, "config.json")) && StageConfig.Load(Path.Combine(run, "config.json")).InitFrom is { } parent && Directory.Exists(parent))
+                foreach (var f in new[] { "loss.csv", "loss.png", "config.json" })
+                    if (File.Exists(Path.Combine(parent, f))) File.Copy(Path.Combine(parent, f), Path.Combine(curves, $"{stage}-init-{f}"), overwrite: true);
+        }
 
         var ar = JsonSerializer.Deserialize<ArConfig>(TrainedWeights.Latest(arRun).ModelConfigJson, StageConfig.Json)!;
         var dit = JsonSerializer.Deserialize<DitConfig>(TrainedWeights.Latest(decoderRun).ModelConfigJson, StageConfig.Json)!;
