@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the shipped default model (models/default) from nothing, on a 2-core machine, in about 2 hours:
 #   VQ tokenizer (~21 min), then the AR transformer and the DiT decoder side by side, one core each (~85 min),
-#   then the decoder fine-tuned with the glyph image (~45 min), then export with parity into a package, then the
-#   OCR evaluation.
+#   then the decoder fine-tuned with the glyph image in two runs (~30 + ~35 min), then export with parity into a
+#   package, then the OCR evaluation.
 # Every stage checkpoints; rerun the script (or a single 'train ... --resume') to continue after an interruption.
 #   scripts/train-default.sh [out-folder=models/default]
 set -euo pipefail
@@ -23,5 +23,6 @@ wait "$ar"
 wait "$decoder"
 
 ./tessera train decoder --config models/configs/decoder-glyph.json --out "$runs/decoder-glyph" --resume
-./tessera package --vq-run "$runs/vq" --ar-run "$runs/ar" --decoder-run "$runs/decoder-glyph" --out "$out"
+./tessera train decoder --config models/configs/decoder-glyph-2.json --out "$runs/decoder-glyph-2" --resume
+./tessera package --vq-run "$runs/vq" --ar-run "$runs/ar" --decoder-run "$runs/decoder-glyph-2" --out "$out" --cfg 1.5
 ./tessera eval text --n 200 --model "$out" --sheet "$out/eval-sheet.png" | tee "$out/eval.txt"

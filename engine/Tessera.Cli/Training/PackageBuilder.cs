@@ -9,7 +9,7 @@ namespace Tessera.Cli.Training;
 /// <summary>Exports the three stages and writes manifest.json, the tokenizer table and the training curves.</summary>
 public static class PackageBuilder
 {
-    public static int Run(string vqRun, string arRun, string decoderRun, string outDir, string name)
+    public static int Run(string vqRun, string arRun, string decoderRun, string outDir, string name, SamplingDefaults? sampling = null)
     {
         Directory.CreateDirectory(outDir);
         var results = new[] { ("vq", vqRun), ("ar", arRun), ("decoder", decoderRun) }
@@ -47,6 +47,7 @@ public static class PackageBuilder
             Name = name,
             Version = DateTime.UtcNow.ToString("yyyy.MM.dd"),
             Files = files,
+            Sampling = sampling ?? new SamplingDefaults(),
             Ar = new ArShape(ar.Layers, ar.KvHeads, ar.HeadDim, ar.CodebookSize, ar.TargetGrid, ar.PreviewGrid, ar.RotaryAxes),
             Decoder = new DecoderShape(dit.ImageSize, dit.TokenGrid, dit.MaxGlyphs, dit.CodebookSize, dit.GlyphImage),
             Provenance = results.ToDictionary(r => $"{r.Stage}.checkpoint", r => JsonDocument.Parse(File.ReadAllText(r.ReportPath)).RootElement.GetProperty("checkpoint").GetString() is var c ? $"{Path.GetFileName(c)}" : ""),
