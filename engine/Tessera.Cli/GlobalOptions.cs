@@ -9,7 +9,7 @@ public static class GlobalOptions
 {
     public static readonly Option<FileInfo?> Config = new("--config")
     {
-        Description = "Engine configuration file (JSON: pluginPaths, plugins.<name>.<setting>, fallback, cacheDirectory).",
+        Description = "Engine configuration file (JSON: pluginPaths, plugins.<name>.<setting>, fallback, cacheDirectory, onnxRuntimePath, placement).",
         Recursive = true,
     };
 
