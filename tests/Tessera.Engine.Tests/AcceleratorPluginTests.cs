@@ -127,6 +127,23 @@ public sealed class AcceleratorPluginTests
     }
 
     [TestMethod]
+    public void TheCannOnnxRuntimePathIsCheckedForBeingOnnxRuntimeItsVersionAndBeingTheLoadedOne()
+    {
+        // The onnxruntime this process loaded: an ONNX Runtime of the managed package's version, so the checks pass
+        // through to the provider itself, which this build does not have.
+        var loaded = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "libonnxruntime.so");
+        Assert.IsTrue(File.Exists(loaded), loaded);
+        _ = OrtNativeApi.NativeVersion;
+        var reason = AscendDeviceProvider.OnnxRuntimeReason(loaded);
+        StringAssert.Contains(reason, "built without the CANN execution provider");
+
+        // A native library that is not ONNX Runtime.
+        var zlib = new[] { "/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1" }.FirstOrDefault(File.Exists);
+        if (zlib is null) Assert.Inconclusive("no libz.so.1 to stand in for a wrong library");
+        StringAssert.Contains(AscendDeviceProvider.OnnxRuntimeReason(zlib), "has no OrtGetApiBase export; it is not an ONNX Runtime library");
+    }
+
+    [TestMethod]
     public void AMissingNativeOnnxRuntimeOverrideIsAnErrorThatSaysWhatToSet()
     {
         var e = Assert.ThrowsExactly<FileNotFoundException>(() => NativeOnnxRuntime.Use("/nonexistent/libonnxruntime.so"));
