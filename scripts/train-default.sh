@@ -24,5 +24,5 @@ wait "$decoder"
 
 ./tessera train decoder --config models/configs/decoder-glyph.json --out "$runs/decoder-glyph" --resume
 ./tessera train decoder --config models/configs/decoder-glyph-2.json --out "$runs/decoder-glyph-2" --resume
-./tessera package --vq-run "$runs/vq" --ar-run "$runs/ar" --decoder-run "$runs/decoder-glyph-2" --out "$out" --cfg 1.5
+./tessera package --vq-run "$runs/vq" --ar-run "$runs/ar" --decoder-run "$runs/decoder-glyph-2" --out "$out" --cfg 1
 ./tessera eval text --n 200 --model "$out" --sheet "$out/eval-sheet.png" | tee "$out/eval.txt"

@@ -26,10 +26,16 @@ public static class PackageBuilder
         {
             foreach (var f in new[] { "loss.csv", "loss.png", "config.json" })
                 if (File.Exists(Path.Combine(run, f))) File.Copy(Path.Combine(run, f), Path.Combine(curves, $"{stage}-{f}"), overwrite: true);
-            // A fine-tuned stage also brings the curves of the run it started from.
-            if (File.Exists(Path.Combine(run, "config.json")) && StageConfig.Load(Path.Combine(run, "config.json")).InitFrom is { } parent && Directory.Exists(parent))
+            // A fine-tuned stage also brings the curves of the runs it started from: <stage>-init1-* is the run it
+            // continued, <stage>-init2-* the one before that, and so on.
+            var current = run;
+            for (int depth = 1; depth <= 8 && File.Exists(Path.Combine(current, "config.json"))
+                 && StageConfig.Load(Path.Combine(current, "config.json")).InitFrom is { } parent && Directory.Exists(parent); depth++)
+            {
                 foreach (var f in new[] { "loss.csv", "loss.png", "config.json" })
-                    if (File.Exists(Path.Combine(parent, f))) File.Copy(Path.Combine(parent, f), Path.Combine(curves, $"{stage}-init-{f}"), overwrite: true);
+                    if (File.Exists(Path.Combine(parent, f))) File.Copy(Path.Combine(parent, f), Path.Combine(curves, $"{stage}-init{depth}-{f}"), overwrite: true);
+                current = parent;
+            }
         }
 
         var ar = JsonSerializer.Deserialize<ArConfig>(TrainedWeights.Latest(arRun).ModelConfigJson, StageConfig.Json)!;
