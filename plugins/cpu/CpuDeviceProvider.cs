@@ -27,10 +27,11 @@ public sealed class CpuDeviceProvider(CpuSettings settings, OptimizedGraphCache 
                 Properties: new Dictionary<string, string>
                 {
                     ["threads"] = settings.ThreadsPerDevice.ToString(),
+                    ["spin"] = settings.Spin ? "on" : "off",
                     ["logical_cores"] = Environment.ProcessorCount.ToString(),
                     ["execution_provider"] = "CPUExecutionProvider",
                     ["isa"] = isa.Length > 0 ? isa : "baseline",
-                }), settings.ThreadsPerDevice, cache, $"{name}|{string.Join(",", flags.Order(StringComparer.Ordinal))}"))
+                }), settings.ThreadsPerDevice, cache, $"{name}|{string.Join(",", flags.Order(StringComparer.Ordinal))}", settings.Spin))
             .ToList();
     }
 

@@ -12,6 +12,8 @@ namespace Tessera.Plugins.Cpu;
 /// <list type="bullet">
 /// <item><c>devices</c>: how many CPU devices to expose (1..cores, default 1); cores are split between them so each has its own thread pool.</item>
 /// <item><c>threads</c>: intra-op threads per device (default: cores / devices).</item>
+/// <item><c>spin</c>: on (default) or off: whether idle intra-op threads spin waiting for work. Off helps when several
+/// sessions run at once on few cores (e.g. tessera serve's AR and decoder loops).</item>
 /// </list>
 /// </summary>
 public sealed class CpuPlugin : ITesseraPlugin
@@ -29,9 +31,9 @@ public sealed class CpuPlugin : ITesseraPlugin
 }
 
 /// <summary>Validated CPU plugin settings.</summary>
-public sealed record CpuSettings(int Devices, int ThreadsPerDevice)
+public sealed record CpuSettings(int Devices, int ThreadsPerDevice, bool Spin = true)
 {
-    public static readonly string[] Keys = ["devices", "threads"];
+    public static readonly string[] Keys = ["devices", "threads", "spin"];
 
     public static CpuSettings Parse(IReadOnlyDictionary<string, string> settings)
     {
@@ -41,7 +43,13 @@ public sealed record CpuSettings(int Devices, int ThreadsPerDevice)
         int cores = Environment.ProcessorCount;
         int devices = ReadInt(settings, "devices", 1, 1, cores);
         int threads = ReadInt(settings, "threads", Math.Max(1, cores / devices), 1, 1024);
-        return new CpuSettings(devices, threads);
+        bool spin = !settings.TryGetValue("spin", out var spinText) || spinText.ToLowerInvariant() switch
+        {
+            "on" or "true" or "1" => true,
+            "off" or "false" or "0" => false,
+            _ => throw new ArgumentException($"cpu plugin setting 'spin' is '{spinText}'; allowed values: on, off."),
+        };
+        return new CpuSettings(devices, threads, spin);
     }
 
     private static int ReadInt(IReadOnlyDictionary<string, string> s, string key, int fallback, int min, int max)

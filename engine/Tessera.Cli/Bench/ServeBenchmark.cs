@@ -54,6 +54,9 @@ public static class ServeBenchmark
         try
         {
             using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromMinutes(30) };
+            // Warm-up through HTTP (JIT of the server paths, first allocations at each batch shape) before timing.
+            Task.WaitAll(Enumerable.Range(0, Math.Min(concurrency, 4)).Select(i => http.PostAsync("v1/images/generations",
+                new StringContent(new JsonObject { ["prompt"] = "the word \"WARM\" in red on a white background", ["seed"] = 1000 + i, ["steps"] = 2 }.ToJsonString(), Encoding.UTF8, "application/json"))).ToArray());
             var latencies = new double[requests];
             int next = -1, failed = 0;
             var wall = Stopwatch.StartNew();
