@@ -14,10 +14,31 @@ public static class CliErrors
         {
             return body();
         }
-        catch (Exception e) when (e is TesseraException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException)
+        catch (Exception e) when (IsExpected(e))
         {
-            Console.Error.WriteLine($"error: {e.Message}");
-            return e is ArgumentException ? UsageError : Failure;
+            return Report(e);
         }
+    }
+
+    /// <summary>The same for commands that run asynchronously (serve).</summary>
+    public static async Task<int> RunAsync(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (Exception e) when (IsExpected(e))
+        {
+            return Report(e);
+        }
+    }
+
+    private static bool IsExpected(Exception e) =>
+        e is TesseraException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException;
+
+    private static int Report(Exception e)
+    {
+        Console.Error.WriteLine($"error: {e.Message}");
+        return e is ArgumentException ? UsageError : Failure;
     }
 }

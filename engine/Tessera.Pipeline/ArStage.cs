@@ -15,6 +15,15 @@ public sealed class ArStage(ICompiledModel model, ArShape shape, PromptEncoder p
 
     public sealed record Tokens(int[] Preview, int[] Target, TimeSpan Prefill, TimeSpan Decode);
 
+    /// <summary>The <c>position_ids</c> rows (t, h, w) of sequence entries [start, start + count).</summary>
+    internal static long[] Positions(ArLayout layout, int start, int count, int prefixLength)
+    {
+        var positions = new long[count * 3];
+        for (int i = 0; i < count; i++)
+            (positions[3 * i], positions[3 * i + 1], positions[3 * i + 2]) = layout.Position(start + i, prefixLength);
+        return positions;
+    }
+
     /// <param name="forcedPreview">Image-to-image: preview tokens to write instead of sampling them.</param>
     /// <param name="useKvCache">False recomputes the whole sequence each step (for benchmarks and checks).</param>
     public Tokens Generate(EncodedPrompt prompt, TokenSampler sampler, int[]? forcedPreview = null, bool useKvCache = true,
@@ -38,9 +47,7 @@ public sealed class ArStage(ICompiledModel model, ArShape shape, PromptEncoder p
                 int start = useKvCache && k > 0 ? sequence.Count - 1 : 0;
                 int count = sequence.Count - start;
                 var ids = sequence.Skip(start).ToArray();
-                var positions = new long[count * 3];
-                for (int i = 0; i < count; i++)
-                    (positions[3 * i], positions[3 * i + 1], positions[3 * i + 2]) = Layout.Position(start + i, prefix.Length);
+                var positions = Positions(Layout, start, count, prefix.Length);
                 var feeds = new Dictionary<string, ITensorValue>
                 {
                     ["input_ids"] = HostTensor.Create(ids, 1, count),

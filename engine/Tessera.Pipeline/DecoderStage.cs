@@ -78,9 +78,6 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextP
     /// </summary>
     public void Step(IReadOnlyList<Job> jobs)
     {
-        int s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
-        var nullPrior = NullPrior;
-        var noGlyphs = new long[shape.MaxGlyphs];
         var xs = new List<float[]>();
         var ts = new List<float>();
         var priors = new List<long[]>();
@@ -93,7 +90,7 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextP
             xs.Add(job.X); ts.Add(t); priors.Add(job.Prior); glyphs.Add(job.Glyphs); images.Add(job.GlyphImage);
             if (job.Guided)
             {
-                xs.Add(job.X); ts.Add(t); priors.Add(nullPrior); glyphs.Add(noGlyphs);
+                xs.Add(job.X); ts.Add(t); priors.Add(_nullPrior); glyphs.Add(_noGlyphs);
                 images.Add(job.GlyphImage is null ? null : new float[job.GlyphImage.Length]);
             }
         }
@@ -113,11 +110,13 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextP
         float t = (float)job.Times[job.Done];
         var cond = Run([job.X], [t], [job.Prior], [job.Glyphs], [job.GlyphImage])[0];
         if (!job.Guided) { Advance(job, cond); return; }
-        var uncond = Run([job.X], [t], [NullPrior], [new long[shape.MaxGlyphs]], [job.GlyphImage is null ? null : new float[job.GlyphImage.Length]])[0];
+        var uncond = Run([job.X], [t], [_nullPrior], [_noGlyphs], [job.GlyphImage is null ? null : new float[job.GlyphImage.Length]])[0];
         Advance(job, Guide(cond, uncond, job.Cfg));
     }
 
-    private long[] NullPrior => Enumerable.Repeat((long)shape.CodebookSize, shape.TokenGrid * shape.TokenGrid).ToArray();
+    /// <summary>The unconditional branch's inputs: every prior cell "none", no glyphs (read only, shared by all jobs).</summary>
+    private readonly long[] _nullPrior = Enumerable.Repeat((long)shape.CodebookSize, shape.TokenGrid * shape.TokenGrid).ToArray();
+    private readonly long[] _noGlyphs = new long[shape.MaxGlyphs];
 
     private static float[] Guide(float[] conditional, float[] unconditional, double cfg)
     {

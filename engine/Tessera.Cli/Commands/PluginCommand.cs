@@ -64,7 +64,8 @@ public static class PluginCommand
             return 1;
         }
 
-        var devices = engine.Devices.Devices.Where(d => deviceFilter is null || d.Info.Id.ToString() == DeviceId.Parse(deviceFilter).ToString()).ToList();
+        DeviceId? wanted = deviceFilter is null ? null : DeviceId.Parse(deviceFilter);
+        var devices = engine.Devices.Devices.Where(d => wanted is null || d.Info.Id == wanted).ToList();
         if (deviceFilter is not null && devices.Count == 0)
             throw new ArgumentException($"The plugin offers no device {deviceFilter}; it offers {string.Join(", ", engine.Devices.Devices.Select(d => d.Info.Id))}.");
         var cases = OpGraphs.All().ToList();

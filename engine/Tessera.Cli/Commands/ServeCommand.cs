@@ -28,7 +28,7 @@ public static class ServeCommand
         {
             model, device, arDevice, decoderDevice, host, port, apiKey, maxBatch, queue, window, timeout, maxN, noBatching,
         };
-        cmd.SetAction(async (parse, cancel) =>
+        cmd.SetAction((parse, cancel) => CliErrors.RunAsync(async () =>
         {
             try
             {
@@ -65,11 +65,7 @@ public static class ServeCommand
                 Console.Error.WriteLine($"error: port {parse.GetValue(port)} on {parse.GetValue(host)} is in use; pass --port with a free port (or 0 for any).");
                 return 1;
             }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                return CliErrors.Run(() => throw e);
-            }
-        });
+        }));
         return cmd;
     }
 }

@@ -56,8 +56,7 @@ public sealed class ArBatch(ICompiledModel model, ArShape shape, PromptEncoder p
     private void Prefill(ArSequence s)
     {
         int count = s.Prefix.Length;
-        var positions = new long[count * 3];
-        for (int i = 0; i < count; i++) (positions[3 * i], positions[3 * i + 1], positions[3 * i + 2]) = Layout.Position(i, s.Prefix.Length);
+        var positions = ArStage.Positions(Layout, 0, count, s.Prefix.Length);
         var feeds = new Dictionary<string, ITensorValue>
         {
             ["input_ids"] = HostTensor.Create(s.Prefix.Select(i => (long)i).ToArray(), 1, count),
@@ -112,13 +111,13 @@ public sealed class ArBatch(ICompiledModel model, ArShape shape, PromptEncoder p
         outputs["logits"].CopyTo<float>(logits);
         for (int l = 0; l < shape.Layers; l++)
         {
-            var k = outputs[$"present.{l}.key"].ToHost().AsSpan<float>().ToArray();
-            var v = outputs[$"present.{l}.value"].ToHost().AsSpan<float>().ToArray();
+            var k = outputs[$"present.{l}.key"].ToHost();
+            var v = outputs[$"present.{l}.value"].ToHost();
             for (int r = 0; r < b; r++)
             {
                 // Row r's newest entry sits at index `past` of (b, kv, past + 1, hd).
-                Append(batch[r], batch[r].Keys[l], k.AsSpan(r * kv * (past + 1) * hd), past, 1, past + 1, batch[r].Length);
-                Append(batch[r], batch[r].Values[l], v.AsSpan(r * kv * (past + 1) * hd), past, 1, past + 1, batch[r].Length);
+                Append(batch[r], batch[r].Keys[l], k.AsSpan<float>()[(r * kv * (past + 1) * hd)..], past, 1, past + 1, batch[r].Length);
+                Append(batch[r], batch[r].Values[l], v.AsSpan<float>()[(r * kv * (past + 1) * hd)..], past, 1, past + 1, batch[r].Length);
             }
         }
         for (int r = 0; r < b; r++)

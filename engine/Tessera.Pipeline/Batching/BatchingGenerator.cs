@@ -214,7 +214,7 @@ public sealed class BatchingGenerator : IDisposable
                     catch (Exception e) { Failed(w, e); }
                 }
                 Interlocked.Exchange(ref Metrics.ArActive, active.Count);
-                foreach (var w in active.Where(w => w.Cancel.IsCancellationRequested).ToList()) { active.Remove(w); Cancelled(w); }
+                DropCancelled(active);
                 if (active.Count == 0) continue;
 
                 var watch = Stopwatch.StartNew();
@@ -224,8 +224,7 @@ public sealed class BatchingGenerator : IDisposable
                 }
                 catch (Exception e)
                 {
-                    foreach (var w in active) Failed(w, e);
-                    active.Clear();
+                    FailAll(active, e);
                     continue;
                 }
                 Metrics.ArStep(active.Count, watch.Elapsed.TotalSeconds);
@@ -273,7 +272,7 @@ public sealed class BatchingGenerator : IDisposable
                     catch (Exception e) { Failed(w, e); }
                 }
                 Interlocked.Exchange(ref Metrics.DecoderActive, active.Count);
-                foreach (var w in active.Where(w => w.Cancel.IsCancellationRequested).ToList()) { active.Remove(w); Cancelled(w); }
+                DropCancelled(active);
                 if (active.Count == 0) continue;
                 try
                 {
@@ -281,8 +280,7 @@ public sealed class BatchingGenerator : IDisposable
                 }
                 catch (Exception e)
                 {
-                    foreach (var w in active) Failed(w, e);
-                    active.Clear();
+                    FailAll(active, e);
                     continue;
                 }
                 Metrics.DecoderStep(active.Count);
@@ -319,6 +317,23 @@ public sealed class BatchingGenerator : IDisposable
             w.Result.TrySetResult(result);
         }
         catch (Exception e) { Failed(w, e); }
+    }
+
+    /// <summary>Requests whose callers cancelled leave the stage between steps.</summary>
+    private void DropCancelled(List<Work> active)
+    {
+        foreach (var w in active.Where(w => w.Cancel.IsCancellationRequested).ToList())
+        {
+            active.Remove(w);
+            Cancelled(w);
+        }
+    }
+
+    /// <summary>A failed model run fails every request that was in it.</summary>
+    private void FailAll(List<Work> active, Exception e)
+    {
+        foreach (var w in active) Failed(w, e);
+        active.Clear();
     }
 
     private void Failed(Work w, Exception e)
