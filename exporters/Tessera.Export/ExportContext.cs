@@ -7,7 +7,8 @@ namespace Tessera.Export;
 
 /// <summary>A module the exporter has no mapping for; names where it is in the module tree and its type.</summary>
 public sealed class UnmappedModuleException(string path, Type type)
-    : Exception($"No ONNX mapping for module '{path}' of type {type.FullName}. Add one in Tessera.Export.ModuleMappings, or export a model without it.")
+    : Exception($"No ONNX mapping for module '{(path.Length == 0 ? "(root)" : path)}' of type {type.FullName}. Register one with " +
+                $"Tessera.Export.ModuleMappings.Register<{type.Name}>((ctx, module, inputs) => ...), or implement Tessera.Export.IOnnxExportable on the module (docs/exporting.md).")
 {
     public string ModulePath { get; } = path;
     public Type ModuleType { get; } = type;
@@ -54,10 +55,16 @@ public sealed class ExportContext
         }
     }
 
-    /// <summary>Exports a child module (by its registered mapping) under <paramref name="name"/>.</summary>
+    /// <summary>Exports a child module (by its registered mapping) under <paramref name="name"/>; it must have one output.</summary>
     public OnnxValue Module(string name, nn.Module module, params OnnxValue[] inputs)
     {
         using (Enter(name)) return ModuleMappings.Export(this, module, inputs);
+    }
+
+    /// <summary>Exports a child module under <paramref name="name"/> and returns all of its outputs.</summary>
+    public OnnxValue[] ModuleOutputs(string name, nn.Module module, params OnnxValue[] inputs)
+    {
+        using (Enter(name)) return ModuleMappings.ExportAll(this, module, inputs);
     }
 
     /// <summary>A weight as a float32 initializer named after the module path.</summary>

@@ -1,112 +1,104 @@
-using Tessera.Models.Layers;
+using System.Collections.Concurrent;
 using Tessera.Onnx;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Tessera.Export;
 
 /// <summary>
-/// The ONNX mapping of every module type the exporter knows, in one place. Each entry turns a module and its input
-/// values into output values using ONNX ops, reading the module's weights. Composite modules call
-/// <see cref="ExportContext.Module"/> for their children, so node and weight names follow the module tree.
-/// Attention and the model-level composites (AR with KV cache, DiT, VQ encoder) are in their own files.
+/// A module that writes its own ONNX: implement this on your TorchSharp module instead of registering a mapping.
+/// <see cref="ExportOnnx"/> gets the module's input values (in its <c>forward</c> order) and returns its outputs;
+/// children are exported with <see cref="ExportContext.Module(string, nn.Module, OnnxValue[])"/> so their node and
+/// weight names follow the module tree.
 /// </summary>
+public interface IOnnxExportable
+{
+    OnnxValue[] ExportOnnx(ExportContext ctx, OnnxValue[] inputs);
+}
+
+/// <summary>
+/// The registry of ONNX mappings, one per module type. A mapping turns a module and its input values into output
+/// values with ONNX ops, reading the module's weights through <see cref="ExportContext.Weight"/>. The registry is open:
+/// <see cref="Register{TModule}"/> adds (or replaces) the mapping of a type. Lookup order for a module of type T:
+/// a mapping registered for T itself; T implementing <see cref="IOnnxExportable"/>; then mappings registered for T's
+/// base types, nearest first (a generic type also matches a mapping registered for its open definition, e.g.
+/// <c>ModuleList&lt;&gt;</c>). Stock TorchSharp layers are registered by <see cref="StockMappings"/> on first use.
+/// </summary>
+/// <example>
+/// <code>
+/// // y = x * scale, for a module class ScaleBy with a Parameter "scale"
+/// ModuleMappings.Register&lt;ScaleBy&gt;((ctx, m, x) =&gt; ctx.Mul(x[0], ctx.Weight("scale", m.scale)));
+/// </code>
+/// </example>
 public static class ModuleMappings
 {
-    public delegate OnnxValue Mapping(ExportContext ctx, nn.Module module, OnnxValue[] inputs);
+    /// <summary>A mapping with one output.</summary>
+    public delegate OnnxValue Mapping<in TModule>(ExportContext ctx, TModule module, OnnxValue[] inputs) where TModule : nn.Module;
 
-    private static readonly Dictionary<Type, Mapping> Mappings = new()
+    /// <summary>A mapping with several outputs (e.g. attention: output and weights).</summary>
+    public delegate OnnxValue[] MultiMapping<in TModule>(ExportContext ctx, TModule module, OnnxValue[] inputs) where TModule : nn.Module;
+
+    private static readonly ConcurrentDictionary<Type, MultiMapping<nn.Module>> Mappings = new();
+
+    static ModuleMappings() => StockMappings.RegisterInto();
+
+    /// <summary>Registers (or replaces) the single-output mapping of <typeparamref name="TModule"/> and its subclasses.</summary>
+    public static void Register<TModule>(Mapping<TModule> mapping) where TModule : nn.Module
     {
-        // y = x W^T + b
-        [typeof(Linear)] = (ctx, m, x) =>
-        {
-            var l = (Linear)m;
-            var y = ctx.MatMul(x[0], ctx.Weight("weight", l.weight!.t()));
-            return l.bias is null ? y : ctx.Add(y, ctx.Weight("bias", l.bias));
-        },
-        // ids → rows of the table
-        [typeof(Embedding)] = (ctx, m, x) => ctx.Op("Gather", ctx.Weight("weight", ((Embedding)m).weight!), x[0]),
-        [typeof(LayerNorm)] = (ctx, m, x) => LayerNorm(ctx, (LayerNorm)m, x[0]),
-        // x * rsqrt(mean(x^2) + eps) * w  (ONNX Runtime fuses this pattern into SimplifiedLayerNormalization)
-        [typeof(RmsNorm)] = (ctx, m, x) =>
-        {
-            var n = (RmsNorm)m;
-            var variance = ctx.MeanLast(ctx.Mul(x[0], x[0]));
-            var normed = ctx.Div(x[0], ctx.Op("Sqrt", ctx.Add(variance, ctx.F32((float)n.Eps))));
-            return ctx.Mul(normed, ctx.Weight("weight", n.weight));
-        },
-        [typeof(SiLU)] = (ctx, _, x) => ctx.Silu(x[0]),
-        [typeof(GELU)] = (ctx, m, x) => Gelu(ctx, x[0], tanh: false),
-        [typeof(SwiGlu)] = (ctx, m, x) =>
-        {
-            var s = (SwiGlu)m;
-            var gated = ctx.Mul(ctx.Silu(ctx.Module("gate", s.gate, x[0])), ctx.Module("up", s.up, x[0]));
-            return ctx.Module("down", s.down, gated);
-        },
-        [typeof(Conv2d)] = (ctx, m, x) => Conv(ctx, (Convolution)m, x[0], transposed: false),
-        [typeof(ConvTranspose2d)] = (ctx, m, x) => Conv(ctx, (Convolution)m, x[0], transposed: true),
-        [typeof(Sequential)] = (ctx, m, x) =>
-        {
-            var y = x[0];
-            foreach (var (name, child) in ((Sequential)m).named_children()) y = ctx.Module(name, child, y);
-            return y;
-        },
-        [typeof(TimestepEmbedding)] = (ctx, m, x) =>
-        {
-            var te = (TimestepEmbedding)m;
-            var freq = TimestepFrequencies(ctx, x[0], te.FrequencyDim);
-            return ctx.Module("fc2", te.fc2, ctx.Silu(ctx.Module("fc1", te.fc1, freq)));
-        },
-    };
-
-    /// <summary>Module types with a mapping (for documentation and tests).</summary>
-    public static IReadOnlyCollection<Type> MappedTypes => Mappings.Keys;
-
-    /// <summary>Exports <paramref name="module"/> at the current path; unknown types fail naming the path and type.</summary>
-    public static OnnxValue Export(ExportContext ctx, nn.Module module, OnnxValue[] inputs) =>
-        Mappings.TryGetValue(module.GetType(), out var map)
-            ? map(ctx, module, inputs)
-            : throw new UnmappedModuleException(ctx.ModulePath, module.GetType());
-
-    /// <summary>LayerNormalization over the last axis; modules without affine weights get scale 1 and bias 0.</summary>
-    public static OnnxValue LayerNorm(ExportContext ctx, LayerNorm n, OnnxValue x)
-    {
-        long d = n.normalized_shape[^1];
-        var scale = n.weight is null ? ctx.Weight("unit_scale", ones(d)) : ctx.Weight("weight", n.weight);
-        var bias = n.bias is null ? ctx.Weight("zero_bias", zeros(d)) : ctx.Weight("bias", n.bias);
-        return ctx.Op("LayerNormalization", [x, scale, bias], OnnxAttribute.Int("axis", -1), OnnxAttribute.Float("epsilon", (float)n.eps));
+        ArgumentNullException.ThrowIfNull(mapping);
+        Mappings[typeof(TModule)] = (ctx, m, x) => [mapping(ctx, (TModule)m, x)];
     }
 
-    /// <summary>GELU, exact (erf) or the tanh approximation (ONNX Gelu, opset 20).</summary>
-    public static OnnxValue Gelu(ExportContext ctx, OnnxValue x, bool tanh) =>
-        ctx.Op("Gelu", [x], OnnxAttribute.String("approximate", tanh ? "tanh" : "none"));
-
-    /// <summary>Conv / ConvTranspose (ONNX's weight layouts equal TorchSharp's).</summary>
-    private static OnnxValue Conv(ExportContext ctx, Convolution c, OnnxValue x, bool transposed)
+    /// <summary>Registers (or replaces) a mapping with several outputs.</summary>
+    public static void RegisterMulti<TModule>(MultiMapping<TModule> mapping) where TModule : nn.Module
     {
-        if (c.padding_type is not null || c.padding_mode != PaddingModes.Zeros)
-            throw new NotSupportedException($"Convolution '{ctx.ModulePath}': only explicit zero padding is exported.");
-        var attrs = new List<Tessera.Onnx.Proto.AttributeProto>
-        {
-            OnnxAttribute.Ints("kernel_shape", c.kernel_size),
-            OnnxAttribute.Ints("strides", c.stride),
-            OnnxAttribute.Ints("pads", [.. c.padding, .. c.padding]),
-            OnnxAttribute.Ints("dilations", c.dilation),
-            OnnxAttribute.Int("group", c.groups),
-        };
-        if (transposed) attrs.Add(OnnxAttribute.Ints("output_padding", c.output_padding));
-        var inputs = new List<OnnxValue> { x, ctx.Weight("weight", c.weight!) };
-        if (c.bias is not null) inputs.Add(ctx.Weight("bias", c.bias));
-        return ctx.Op(transposed ? "ConvTranspose" : "Conv", inputs.ToArray(), attrs.ToArray());
+        ArgumentNullException.ThrowIfNull(mapping);
+        Mappings[typeof(TModule)] = (ctx, m, x) => mapping(ctx, (TModule)m, x);
     }
 
-    /// <summary>Sinusoidal features of t (B) as in <see cref="TimestepEmbedding.Sinusoid"/>: [cos(1000 t f), sin(1000 t f)].</summary>
-    public static OnnxValue TimestepFrequencies(ExportContext ctx, OnnxValue t, int dim)
+    /// <summary>
+    /// Registers a mapping for a type known at run time, such as an open generic definition (<c>typeof(ModuleList&lt;&gt;)</c>).
+    /// </summary>
+    public static void Register(Type moduleType, MultiMapping<nn.Module> mapping)
     {
-        int half = dim / 2;
-        var freqs = Enumerable.Range(0, half).Select(i => (float)Math.Exp(-Math.Log(10000.0) * i / half)).ToArray();
-        var args = ctx.Mul(ctx.Unsqueeze(ctx.Mul(t, ctx.F32(1000f)), -1), ctx.Graph.Constant<float>(freqs, half)); // (B, half)
-        return ctx.Concat(-1, ctx.Op("Cos", args), ctx.Op("Sin", args));
+        ArgumentNullException.ThrowIfNull(moduleType);
+        ArgumentNullException.ThrowIfNull(mapping);
+        if (!moduleType.IsGenericTypeDefinition && !typeof(nn.Module).IsAssignableFrom(moduleType))
+            throw new ArgumentException($"{moduleType.FullName} is not a TorchSharp module type.", nameof(moduleType));
+        Mappings[moduleType] = mapping;
+    }
+
+    /// <summary>Module types with a registered mapping (for documentation and tests).</summary>
+    public static IReadOnlyCollection<Type> MappedTypes => Mappings.Keys.ToArray();
+
+    /// <summary>True when a module of <paramref name="moduleType"/> can be exported (registered, self-exporting, or by a base type).</summary>
+    public static bool CanExport(Type moduleType) => Find(moduleType) is not null;
+
+    /// <summary>Exports <paramref name="module"/> at the current path; all of its outputs.</summary>
+    public static OnnxValue[] ExportAll(ExportContext ctx, nn.Module module, OnnxValue[] inputs)
+    {
+        var map = Find(module.GetType()) ?? throw new UnmappedModuleException(ctx.ModulePath, module.GetType());
+        return map(ctx, module, inputs);
+    }
+
+    /// <summary>Exports <paramref name="module"/> at the current path; it must have exactly one output.</summary>
+    public static OnnxValue Export(ExportContext ctx, nn.Module module, OnnxValue[] inputs)
+    {
+        var outputs = ExportAll(ctx, module, inputs);
+        return outputs.Length == 1
+            ? outputs[0]
+            : throw new InvalidOperationException($"Module '{ctx.ModulePath}' ({module.GetType().Name}) exports {outputs.Length} outputs; use ExportContext.ModuleOutputs to take them all.");
+    }
+
+    private static MultiMapping<nn.Module>? Find(Type type)
+    {
+        if (Mappings.TryGetValue(type, out var exact)) return exact;
+        if (typeof(IOnnxExportable).IsAssignableFrom(type)) return (ctx, m, x) => ((IOnnxExportable)m).ExportOnnx(ctx, x);
+        for (var t = type; t is not null && t != typeof(object); t = t.BaseType)
+        {
+            if (Mappings.TryGetValue(t, out var map)) return map;
+            if (t.IsGenericType && Mappings.TryGetValue(t.GetGenericTypeDefinition(), out var open)) return open;
+        }
+        return null;
     }
 }

@@ -1,3 +1,4 @@
+using Tessera.Models.Export;
 using Tessera.Export;
 using Tessera.Models.Ar;
 using static TorchSharp.torch;
@@ -89,10 +90,11 @@ public sealed class ArExportTests
     {
         var ctx = new ExportContext("t");
         var x = ctx.Graph.Input("x", Tessera.Abstractions.TensorElementType.Float32, Tessera.Onnx.OnnxGraphBuilder.Dims(1, 4));
-        using var seq = nn.Sequential(("fc", nn.Linear(4, 4)), ("drop", nn.Dropout(0.1)));
+        using var seq = nn.Sequential(("fc", nn.Linear(4, 4)), ("shuffle", nn.ChannelShuffle(2)));
         var e = Assert.ThrowsExactly<UnmappedModuleException>(() => ctx.Module("head", seq, x));
-        Assert.AreEqual("head.drop", e.ModulePath);
-        StringAssert.Contains(e.Message, "TorchSharp.Modules.Dropout");
+        Assert.AreEqual("head.shuffle", e.ModulePath);
+        StringAssert.Contains(e.Message, "TorchSharp.Modules.ChannelShuffle");
+        StringAssert.Contains(e.Message, "ModuleMappings.Register<ChannelShuffle>");
     }
 }
 

@@ -1,3 +1,4 @@
+using Tessera.Models.Export;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;

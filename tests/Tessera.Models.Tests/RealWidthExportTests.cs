@@ -1,3 +1,4 @@
+using Tessera.Models.Export;
 using Tessera.Export;
 using Tessera.Models.Ar;
 using static TorchSharp.torch;

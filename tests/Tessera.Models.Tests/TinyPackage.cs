@@ -1,3 +1,4 @@
+using Tessera.Models.Export;
 using System.Text.Json;
 using Tessera.Data.Prompting;
 using Tessera.Export;

@@ -1,3 +1,4 @@
+using Tessera.Models.Export;
 using System.CommandLine;
 using Tessera.Export;
 
@@ -22,7 +23,7 @@ public static class ExportCommand
             checkpoint, stage, output, external, fp16, int8, opset, optimizeFor,
         };
         cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.Run(parse.GetValue(stage)!, parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(external),
-            [.. parse.GetValue(fp16) ? new[] { StageExporter.Fp16 } : [], .. parse.GetValue(int8) ? new[] { StageExporter.Int8 } : []],
+            [.. parse.GetValue(fp16) ? new[] { ExportVariant.Fp16 } : [], .. parse.GetValue(int8) ? new[] { ExportVariant.Int8 } : []],
             parse.GetValue(opset), parse.GetValue(optimizeFor) ?? [], GlobalOptions.Build(parse))));
         return cmd;
     }

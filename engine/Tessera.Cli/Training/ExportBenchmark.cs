@@ -1,3 +1,4 @@
+using Tessera.Models.Export;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Tessera.Abstractions;
@@ -81,7 +82,7 @@ public static class ExportBenchmark
             var y = (float[])b["velocity"].ToHost().Data;
             result["int8"] = new JsonObject
             {
-                ["variant"] = StageExporter.Int8.Description,
+                ["variant"] = ExportVariant.Int8.Description,
                 ["arBytesFp32"] = arFp32.Length, ["arBytesInt8"] = arInt8.Length,
                 ["ditBytesFp32"] = ditFp32.Length, ["ditBytesInt8"] = ditInt8.Length,
                 ["ditMaxAbsErrorVsFp32"] = Math.Round(x.Zip(y, (p, q) => Math.Abs(p - q)).Max(), 5),

@@ -1,3 +1,4 @@
+using Tessera.Models.Export;
 using System.Text.Json;
 using Tessera.Export;
 using Tessera.Models;
@@ -16,8 +17,8 @@ public static class PackageBuilder
             .Select(s => StageExporter.Export(s.Item1, s.Item2, outDir, externalData: false, Console.Error)).ToList();
         foreach (var r in results)
         {
-            Console.WriteLine($"{r.Stage,-8} {r.Bytes / 1048576.0,7:F2} MiB  parity {(r.Passed ? "ok" : "FAILED")}  (worst abs error {r.Parity.Max(p => p.MaxAbsError):E2})");
-            if (!r.Passed) throw new InvalidDataException($"The {r.Stage} export failed parity (see {r.ReportPath}); the package was not written.");
+            Console.WriteLine($"{r.Name,-8} {r.Bytes / 1048576.0,7:F2} MiB  parity {(r.Passed ? "ok" : "FAILED")}  (worst abs error {r.Parity.Max(p => p.MaxAbsError):E2})");
+            if (!r.Passed) throw new InvalidDataException($"The {r.Name} export failed parity (see {r.ReportPath}); the package was not written.");
         }
 
         File.Copy(Path.Combine(arRun, "tokenizer.json"), Path.Combine(outDir, "tokenizer.json"), overwrite: true);
@@ -56,7 +57,7 @@ public static class PackageBuilder
             Sampling = sampling ?? new SamplingDefaults(),
             Ar = new ArShape(ar.Layers, ar.KvHeads, ar.HeadDim, ar.CodebookSize, ar.TargetGrid, ar.PreviewGrid, ar.RotaryAxes),
             Decoder = new DecoderShape(dit.ImageSize, dit.TokenGrid, dit.MaxGlyphs, dit.CodebookSize, dit.GlyphImage),
-            Provenance = results.ToDictionary(r => $"{r.Stage}.checkpoint", r => JsonDocument.Parse(File.ReadAllText(r.ReportPath)).RootElement.GetProperty("checkpoint").GetString() is var c ? $"{Path.GetFileName(c)}" : ""),
+            Provenance = results.ToDictionary(r => $"{r.Name}.checkpoint", r => JsonDocument.Parse(File.ReadAllText(r.ReportPath)).RootElement.GetProperty("checkpoint").GetString() is var c ? $"{Path.GetFileName(c)}" : ""),
         };
         File.WriteAllText(Path.Combine(outDir, ModelPackage.ManifestFile), JsonSerializer.Serialize(manifest, PackageManifest.Json));
         ModelPackage.Open(outDir); // the package we wrote must open

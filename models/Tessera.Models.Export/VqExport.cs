@@ -1,3 +1,4 @@
+using Tessera.Export;
 using Tessera.Abstractions;
 using Tessera.Models;
 using Tessera.Models.Vq;
@@ -5,7 +6,7 @@ using Tessera.Onnx;
 using Tessera.Onnx.Proto;
 using static TorchSharp.torch;
 
-namespace Tessera.Export;
+namespace Tessera.Models.Export;
 
 /// <summary>
 /// The VQ encoder as a graph: <c>image</c> (batch, 3, S, S) float in [-1, 1] → <c>codes</c> (batch, G, G) int64,

@@ -1,3 +1,4 @@
+using Tessera.Export;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Google.Protobuf;
@@ -9,16 +10,7 @@ using Tessera.Models.Vq;
 using Tessera.Onnx;
 using static TorchSharp.torch;
 
-namespace Tessera.Export;
-
-/// <summary>What an export wrote and how parity went.</summary>
-public sealed record ExportResult(string Stage, string ModelPath, string? ExternalDataPath, long Bytes, IReadOnlyList<OutputParity> Parity, string ReportPath)
-{
-    public bool Passed => Parity.All(p => p.Passed);
-
-    /// <summary>Variants written beside the fp32 model (fp16 weights, int8 weights), each validated on its own.</summary>
-    public IReadOnlyList<ExportResult> Variants { get; init; } = [];
-}
+namespace Tessera.Models.Export;
 
 /// <summary>
 /// Exports a trained stage (EMA weights of a checkpoint) to ONNX and validates it: the TorchSharp module and ONNX
@@ -29,36 +21,17 @@ public static class StageExporter
 {
     public const double Fp32Tolerance = 1e-4;
 
-    /// <summary>
-    /// Tolerance for the fp16-weights variant: rounding each weight to 11 significant bits moves outputs by roughly
-    /// 1e-3 of their scale; 5e-2 absolute still catches any structural error (those are O(1)).
-    /// </summary>
-    public const double Fp16Tolerance = 5e-2;
-
-    /// <summary>
-    /// Tolerance for the int8-weights variant (8-bit codes per block of 32, one scale per block): weight error up to
-    /// 1/254 of each block's largest magnitude gives output errors of a few 1e-2; 0.25 absolute on logits still
-    /// catches a wrong layout or scale (those give errors of order 1 and more).
-    /// </summary>
-    public const double Int8Tolerance = 0.25;
-
-    /// <summary>A weight variant: its file suffix, description, transform and tolerance.</summary>
-    public sealed record Variant(string Suffix, string Description, Func<Tessera.Onnx.Proto.ModelProto, Tessera.Onnx.Proto.ModelProto> Transform, double Tolerance);
-
-    public static readonly Variant Fp16 = new("fp16", "fp16 weights (stored float16, computed float32)", m => OnnxVariants.ToFloat16Weights(m), Fp16Tolerance);
-    public static readonly Variant Int8 = new("int8", "int8 weights (com.microsoft.MatMulNBits, 8 bits, block 32, accuracy_level 4: activations quantized to int8 per block)", m => OnnxVariants.ToInt8Weights(m), Int8Tolerance);
-
-    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, params Variant[] variants) =>
+    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, params ExportVariant[] variants) =>
         Export(stage, checkpointOrRun, outDir, externalData, log, ExportContext.DefaultOpset, variants);
 
-    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, int opset, params Variant[] variants)
+    public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, int opset, params ExportVariant[] variants)
     {
         var (path, step, configJson, tensors) = File.Exists(checkpointOrRun) ? LoadFile(checkpointOrRun) : TrainedWeights.Latest(checkpointOrRun, log);
         log.WriteLine($"exporting {stage} from {path} (step {step})");
         Directory.CreateDirectory(outDir);
         manual_seed(1234);
         using var noGrad = no_grad();
-        (nn.Module Module, Tessera.Onnx.Proto.ModelProto Proto, Func<Parity, List<OutputParity>> Check) job = stage switch
+        (nn.Module Module, Tessera.Onnx.Proto.ModelProto Proto, Func<Parity, IReadOnlyList<OutputParity>> Check) job = stage switch
         {
             "ar" => Ar(JsonSerializer.Deserialize<ArConfig>(configJson, StageConfig.Json)!, tensors, opset),
             "decoder" => Decoder(JsonSerializer.Deserialize<DitConfig>(configJson, StageConfig.Json)!, tensors, opset),
@@ -67,39 +40,12 @@ public static class StageExporter
         };
         foreach (var t in tensors.Values) t.Dispose();
         job.Proto.MetadataProps.Add(new Tessera.Onnx.Proto.StringStringEntryProto { Key = "tessera.checkpoint", Value = $"{Path.GetFileName(path)} step {step}" });
-
-        var modelPath = Path.Combine(outDir, $"{stage}.onnx");
-        var dataPath = OnnxModelFile.Save(job.Proto, modelPath, externalData ? new ExternalDataOptions() : null);
-        log.WriteLine($"wrote {modelPath}; validating against TorchSharp");
-        using var parity = new Parity(modelPath); // the files as written, external data included
-        var rows = job.Check(parity);
-        var report = Parity.ToJson(rows);
-        report["stage"] = stage;
-        report["checkpoint"] = path;
-        report["step"] = step;
-        report["modelBytes"] = new FileInfo(modelPath).Length + (dataPath is null ? 0 : new FileInfo(dataPath).Length);
-        var reportPath = Path.Combine(outDir, $"{stage}.parity.json");
-        File.WriteAllText(reportPath, report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        var result = new ExportResult(stage, modelPath, dataPath, report["modelBytes"]!.GetValue<long>(), rows, reportPath);
-
-        var written = new List<ExportResult>();
-        foreach (var v in variants)
+        var result = ValidatedExport.Write(job.Proto, Path.Combine(outDir, $"{stage}.onnx"), job.Check, variants, externalData, log, report =>
         {
-            var variantPath = Path.Combine(outDir, $"{stage}.{v.Suffix}.onnx");
-            var variantData = OnnxModelFile.Save(v.Transform(job.Proto), variantPath, externalData ? new ExternalDataOptions() : null);
-            log.WriteLine($"wrote {variantPath}; validating the {v.Suffix} variant against TorchSharp");
-            using var variantParity = new Parity(variantPath);
-            var variantRows = job.Check(variantParity).Select(r => r with { Tolerance = Math.Max(r.Tolerance, v.Tolerance) }).ToList();
-            var variantReport = Parity.ToJson(variantRows);
-            long bytes = new FileInfo(variantPath).Length + (variantData is null ? 0 : new FileInfo(variantData).Length);
-            variantReport["variant"] = v.Description;
-            variantReport["modelBytes"] = bytes;
-            variantReport["sizeRatioToFp32"] = Math.Round((double)bytes / result.Bytes, 3);
-            var variantReportPath = Path.Combine(outDir, $"{stage}.{v.Suffix}.parity.json");
-            File.WriteAllText(variantReportPath, variantReport.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            written.Add(new ExportResult($"{stage} {v.Suffix}", variantPath, variantData, bytes, variantRows, variantReportPath));
-        }
-        result = result with { Variants = written };
+            report["stage"] = stage;
+            report["checkpoint"] = path;
+            report["step"] = step;
+        });
         job.Module.Dispose();
         return result;
     }
@@ -110,7 +56,7 @@ public static class StageExporter
         return (file, meta["step"]!.GetValue<long>(), meta["modelConfig"]!.GetValue<string>(), tensors);
     }
 
-    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, List<OutputParity>>) Ar(ArConfig c, Dictionary<string, Tensor> tensors, int opset)
+    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, IReadOnlyList<OutputParity>>) Ar(ArConfig c, Dictionary<string, Tensor> tensors, int opset)
     {
         var model = new ArTransformer(c);
         TrainedWeights.LoadEma(model, tensors);
@@ -153,7 +99,7 @@ public static class StageExporter
         return feeds;
     }
 
-    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, List<OutputParity>>) Decoder(DitConfig c, Dictionary<string, Tensor> tensors, int opset)
+    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, IReadOnlyList<OutputParity>>) Decoder(DitConfig c, Dictionary<string, Tensor> tensors, int opset)
     {
         var model = new DitDecoder(c);
         TrainedWeights.LoadEma(model, tensors);
@@ -180,7 +126,7 @@ public static class StageExporter
         });
     }
 
-    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, List<OutputParity>>) Vq(VqConfig c, Dictionary<string, Tensor> tensors, int opset)
+    private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, IReadOnlyList<OutputParity>>) Vq(VqConfig c, Dictionary<string, Tensor> tensors, int opset)
     {
         var model = new VqTokenizer(c);
         TrainedWeights.LoadEma(model, tensors);

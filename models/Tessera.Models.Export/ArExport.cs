@@ -1,10 +1,11 @@
+using Tessera.Export;
 using Tessera.Abstractions;
 using Tessera.Models;
 using Tessera.Models.Ar;
 using Tessera.Onnx;
 using Tessera.Onnx.Proto;
 
-namespace Tessera.Export;
+namespace Tessera.Models.Export;
 
 /// <summary>
 /// The AR model as one graph that serves prefill (empty past) and decode, in the KV-cache naming other tools use:
@@ -28,17 +29,7 @@ public static class ArExport
             V: g.Input($"past_key_values.{i}.value", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", c.KvHeads, "past_sequence", c.HeadDim)))).ToList();
 
         // Mask (B, 1, T, S): (key is a real token OR key is the query itself) AND key position <= query position.
-        var s = ctx.Op("Gather", [ctx.Op("Shape", attentionMask), ctx.Graph.Constant<long>([1], 1)], OnnxAttribute.Int("axis", 0));
-        var t = ctx.Op("Gather", [ctx.Op("Shape", ids), ctx.Graph.Constant<long>([1], 1)], OnnxAttribute.Int("axis", 0));
-        var sScalar = ctx.Op("Squeeze", s, ctx.I64(0));
-        var tScalar = ctx.Op("Squeeze", t, ctx.I64(0));
-        var pScalar = ctx.Sub(sScalar, tScalar);
-        var keyIndex = ctx.Unsqueeze(ctx.Op("Range", ctx.Graph.Constant<long>([0]), sScalar, ctx.Graph.Constant<long>([1])), 0);   // (1, S)
-        var queryIndex = ctx.Unsqueeze(ctx.Op("Range", pScalar, sScalar, ctx.Graph.Constant<long>([1])), 1);                       // (T, 1)
-        var causal = ctx.Op("LessOrEqual", keyIndex, queryIndex);                                                                   // (T, S)
-        var self = ctx.Op("Equal", keyIndex, queryIndex);                                                                           // (T, S)
-        var valid = ctx.Unsqueeze(ctx.Cast(attentionMask, TensorElementType.Bool), 1, 2);                                           // (B, 1, 1, S)
-        var mask = ctx.Op("And", ctx.Op("Or", valid, self), causal);                                                               // (B, 1, T, S)
+        var mask = AttentionOps.CausalPaddingMask(ctx, attentionMask, ids);
 
         var (cos, sin) = AttentionExport.RotaryTables(ctx, positions, c.RotaryDim, c.RotaryAxes, c.RopeTheta);
         var x = ctx.Module("embed", model.embed, ids);

@@ -1,10 +1,11 @@
+using Tessera.Export;
 using Tessera.Abstractions;
 using Tessera.Models;
 using Tessera.Models.Dit;
 using Tessera.Onnx;
 using Tessera.Onnx.Proto;
 
-namespace Tessera.Export;
+namespace Tessera.Models.Export;
 
 /// <summary>
 /// The DiT decoder as one graph: inputs <c>x_t</c> (batch, 3, S, S) float, <c>t</c> (batch) float,
@@ -48,7 +49,7 @@ public static class DitExport
             var (attn, _, _) = AttentionExport.Export(ctx, "attn", block.attn, h, null, mask, null, null);
             x = ctx.Add(x, ctx.Mul(m[2], attn));
             h = ctx.Add(ctx.Mul(ctx.Module("norm2", block.norm2, x), ctx.Add(m[4], ctx.F32(1f))), m[3]);
-            var mlp = ctx.Module("mlp_fc2", block.mlp_fc2, ModuleMappings.Gelu(ctx, ctx.Module("mlp_fc1", block.mlp_fc1, h), tanh: true));
+            var mlp = ctx.Module("mlp_fc2", block.mlp_fc2, StockMappings.Gelu(ctx, ctx.Module("mlp_fc1", block.mlp_fc1, h), tanh: true));
             x = ctx.Add(x, ctx.Mul(m[5], mlp));
         }
 
