@@ -51,6 +51,7 @@ public sealed class Parity : IDisposable
                     // (TorchSharp cannot copy out an empty tensor, e.g. a past of length 0.)
                     ScalarType.Float32 => OrtValue.CreateTensorValueFromMemory(t.numel() == 0 ? [] : t.data<float>().ToArray(), t.shape),
                     ScalarType.Int64 => OrtValue.CreateTensorValueFromMemory(t.numel() == 0 ? [] : t.data<long>().ToArray(), t.shape),
+                    ScalarType.Bool => OrtValue.CreateTensorValueFromMemory(t.numel() == 0 ? [] : t.data<bool>().ToArray(), t.shape),
                     _ => throw new NotSupportedException($"Parity input '{n}' has dtype {t.dtype}."),
                 });
             }

@@ -40,6 +40,9 @@ public sealed class OnnxGraphBuilder
     /// <summary>The default-domain opset version.</summary>
     public long Opset => _opsets[""];
 
+    /// <summary>True when a value (input, initializer or node output) of this name exists.</summary>
+    public bool HasValue(string name) => _names.Contains(name);
+
     /// <summary>Number of nodes added so far.</summary>
     public int NodeCount => _graph.Node.Count;
 

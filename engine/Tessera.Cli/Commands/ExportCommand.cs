@@ -22,9 +22,31 @@ public static class ExportCommand
         {
             checkpoint, stage, output, external, fp16, int8, opset, optimizeFor,
         };
+        cmd.Subcommands.Add(Llm());
         cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.Run(parse.GetValue(stage)!, parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(external),
             [.. parse.GetValue(fp16) ? new[] { ExportVariant.Fp16 } : [], .. parse.GetValue(int8) ? new[] { ExportVariant.Int8 } : []],
             parse.GetValue(opset), parse.GetValue(optimizeFor) ?? [], GlobalOptions.Build(parse))));
+        return cmd;
+    }
+
+    private static Command Llm()
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "A Hugging Face-style folder: config.json and model.safetensors (or shards with model.safetensors.index.json) or pytorch_model.bin.", Required = true };
+        var output = new Option<DirectoryInfo>("--out") { Description = "Folder for model.onnx, model.parity.json, genai_config.json and the checkpoint's tokenizer files.", Required = true };
+        var arch = new Option<string>("--arch") { Description = "auto (from config.json's model_type), gpt2 or llama.", DefaultValueFactory = _ => "auto" };
+        arch.AcceptOnlyFromAmong("auto", "gpt2", "llama");
+        var fp16 = new Option<bool>("--fp16") { Description = "Also write model.fp16.onnx (fp16 weights, float32 compute), validated with its own tolerance." };
+        var int8 = new Option<bool>("--int8") { Description = "Also write model.int8.onnx (MatMul weights as 8-bit blocks, com.microsoft.MatMulNBits)." };
+        var int4 = new Option<bool>("--int4") { Description = "Also write model.int4.onnx (MatMul weights as 4-bit blocks, com.microsoft.MatMulNBits)." };
+        var opset = new Option<int>("--opset") { Description = $"Default-domain ONNX opset to write ({ExportContext.MinOpset}-{ExportContext.MaxOpset}).", DefaultValueFactory = _ => ExportContext.DefaultOpset };
+        var external = new Option<bool>("--external-data") { Description = "Store weights in model.onnx.data beside the graph (automatic above 1 GB of weights)." };
+        var cmd = new Command("llm", "Export a GPT-2- or Llama-style decoder checkpoint to ONNX in ONNX Runtime GenAI's conventions (input_ids, attention_mask, position_ids, past_key_values.*), with a parity report against TorchSharp and a genai_config.json.")
+        {
+            checkpoint, output, arch, fp16, int8, int4, opset, external,
+        };
+        cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.RunLlm(parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(arch)!,
+            [.. parse.GetValue(fp16) ? new[] { ExportVariant.Fp16 } : [], .. parse.GetValue(int8) ? new[] { ExportVariant.Int8 } : [], .. parse.GetValue(int4) ? new[] { ExportVariant.Int4 } : []],
+            parse.GetValue(opset), parse.GetValue(external))));
         return cmd;
     }
 }

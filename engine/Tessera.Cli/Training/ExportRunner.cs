@@ -14,17 +14,7 @@ public static class ExportRunner
         if (opset is < ExportContext.MinOpset or > ExportContext.MaxOpset)
             throw new ArgumentException($"--opset {opset}: the exporter writes opsets {ExportContext.MinOpset} to {ExportContext.MaxOpset}.");
         var r = StageExporter.Export(stage, checkpoint, outDir, externalData, Console.Error, opset, variants);
-        bool ok = true;
-        foreach (var variant in r.Variants.Prepend(r))
-        {
-            Console.WriteLine($"{"case",-22}{"output",-28}{"max abs err",13}{"max rel err",13}{"tolerance",11}  result   [{variant.Name}]");
-            foreach (var p in variant.Parity)
-                Console.WriteLine($"{p.Case,-22}{p.Output,-28}{p.MaxAbsError,13:E2}{p.MaxRelError,13:E2}{p.Tolerance,11:G3}  {(p.Passed ? "ok" : "FAILED")}");
-            Console.WriteLine($"{variant.ModelPath}{(variant.ExternalDataPath is null ? "" : $" + {Path.GetFileName(variant.ExternalDataPath)}")}: {variant.Bytes / 1048576.0:F2} MiB" +
-                              $"{(variant == r ? "" : $" ({(double)variant.Bytes / r.Bytes:P0} of fp32)")}; report {variant.ReportPath}");
-            if (!variant.Passed) Console.Error.WriteLine($"error: the {variant.Name} export does not match TorchSharp within tolerance; the ONNX file is kept for inspection but must not be shipped.");
-            ok &= variant.Passed;
-        }
+        bool ok = PrintParity(r);
         if (ok && optimizeFor is { Length: > 0 })
         {
             using var engine = new Tessera.Engine.TesseraEngine(engineOptions ?? new Tessera.Engine.EngineOptions());
@@ -41,5 +31,33 @@ public static class ExportRunner
             }
         }
         return ok ? 0 : 1;
+    }
+
+    /// <summary><c>tessera export llm</c>: a Hugging Face-style decoder checkpoint → ONNX (GenAI conventions) with parity.</summary>
+    public static int RunLlm(string checkpoint, string outDir, string architecture, ExportVariant[] variants, int opset, bool externalData)
+    {
+        if (opset is < ExportContext.MinOpset or > ExportContext.MaxOpset)
+            throw new ArgumentException($"--opset {opset}: the exporter writes opsets {ExportContext.MinOpset} to {ExportContext.MaxOpset}.");
+        var r = Tessera.Export.Llm.LlmExporter.Export(checkpoint, outDir, architecture, variants, opset, externalData, Console.Error);
+        bool ok = PrintParity(r.Model);
+        Console.WriteLine($"checkpoint tensors: {r.Weights.Consumed.Count} consumed, {r.Weights.Ignored.Count} ignored, 0 missing, 0 unexpected; {r.GenAiConfigPath} written");
+        return ok ? 0 : 1;
+    }
+
+    /// <summary>Prints the parity table of a result and its variants; false when any failed.</summary>
+    private static bool PrintParity(ExportResult r)
+    {
+        bool ok = true;
+        foreach (var variant in r.Variants.Prepend(r))
+        {
+            Console.WriteLine($"{"case",-22}{"output",-28}{"max abs err",13}{"max rel err",13}{"tolerance",11}  result   [{variant.Name}]");
+            foreach (var p in variant.Parity)
+                Console.WriteLine($"{p.Case,-22}{p.Output,-28}{p.MaxAbsError,13:E2}{p.MaxRelError,13:E2}{p.Tolerance,11:G3}  {(p.Passed ? "ok" : "FAILED")}");
+            Console.WriteLine($"{variant.ModelPath}{(variant.ExternalDataPath is null ? "" : $" + {Path.GetFileName(variant.ExternalDataPath)}")}: {variant.Bytes / 1048576.0:F2} MiB" +
+                              $"{(variant == r ? "" : $" ({(double)variant.Bytes / r.Bytes:P0} of fp32)")}; report {variant.ReportPath}");
+            if (!variant.Passed) Console.Error.WriteLine($"error: the {variant.Name} export does not match TorchSharp within tolerance; the ONNX file is kept for inspection but must not be shipped.");
+            ok &= variant.Passed;
+        }
+        return ok;
     }
 }
