@@ -8,21 +8,21 @@ using static TorchSharp.torch;
 namespace Tessera.Export;
 
 /// <summary>A graph input or output: name, element type and shape (ints are fixed sizes, strings name dynamic axes).</summary>
-public sealed record TensorSpec(string Name, TensorElementType Type, params object[] Shape)
+public sealed record ExportTensor(string Name, TensorElementType Type, params object[] Shape)
 {
-    public static TensorSpec Float(string name, params object[] shape) => new(name, TensorElementType.Float32, shape);
-    public static TensorSpec Int64(string name, params object[] shape) => new(name, TensorElementType.Int64, shape);
-    public static TensorSpec Bool(string name, params object[] shape) => new(name, TensorElementType.Bool, shape);
+    public static ExportTensor Float(string name, params object[] shape) => new(name, TensorElementType.Float32, shape);
+    public static ExportTensor Int64(string name, params object[] shape) => new(name, TensorElementType.Int64, shape);
+    public static ExportTensor Bool(string name, params object[] shape) => new(name, TensorElementType.Bool, shape);
 }
 
 /// <summary>How to export one module: its inputs and outputs, validation samples, tolerance and variants.</summary>
 public sealed record ModuleExportSpec
 {
     /// <summary>Graph inputs, in the order the module's mapping (and <c>forward</c>) takes them.</summary>
-    public required IReadOnlyList<TensorSpec> Inputs { get; init; }
+    public required IReadOnlyList<ExportTensor> Inputs { get; init; }
 
     /// <summary>Graph outputs, in the order the mapping returns them.</summary>
-    public required IReadOnlyList<TensorSpec> Outputs { get; init; }
+    public required IReadOnlyList<ExportTensor> Outputs { get; init; }
 
     /// <summary>
     /// Validation cases: each maps input names to sample tensors. Give several shapes along the dynamic axes (batch
@@ -51,8 +51,8 @@ public sealed record ModuleExportSpec
 /// <code>
 /// var spec = new ModuleExportSpec
 /// {
-///     Inputs = [TensorSpec.Float("x", "batch", 16)],
-///     Outputs = [TensorSpec.Float("y", "batch", 4)],
+///     Inputs = [ExportTensor.Float("x", "batch", 16)],
+///     Outputs = [ExportTensor.Float("y", "batch", 4)],
 ///     Samples = [new Dictionary&lt;string, Tensor&gt; { ["x"] = randn(1, 16) }, new Dictionary&lt;string, Tensor&gt; { ["x"] = randn(5, 16) }],
 /// };
 /// ExportResult r = OnnxExporter.Export(model, spec, "out/model.onnx");   // r.Passed, r.ReportPath

@@ -1,0 +1,93 @@
+using System.Text.Json.Nodes;
+using Tessera.Abstractions;
+
+namespace Tessera.Pipeline.Text;
+
+/// <summary>The cache geometry of a causal decoder graph in ONNX Runtime GenAI's conventions.</summary>
+public sealed record DecoderShape(int Layers, int KvHeads, int HeadDim, int VocabSize)
+{
+    /// <summary>Reads it from a <c>genai_config.json</c> (<c>model.decoder.num_hidden_layers</c>, <c>num_key_value_heads</c>, <c>head_size</c>, <c>model.vocab_size</c>).</summary>
+    public static DecoderShape FromGenAiConfig(string path)
+    {
+        var model = JsonNode.Parse(File.ReadAllText(path))?["model"] ?? throw new InvalidDataException($"{path} has no \"model\" section.");
+        var d = model["decoder"] ?? throw new InvalidDataException($"{path} has no \"model.decoder\" section.");
+        int Get(JsonNode? n, string name) => n?[name]?.GetValue<int>() ?? throw new InvalidDataException($"{path} has no \"{name}\".");
+        return new DecoderShape(Get(d, "num_hidden_layers"), Get(d, "num_key_value_heads"), Get(d, "head_size"), Get(model, "vocab_size"));
+    }
+}
+
+/// <summary>
+/// Runs a causal decoder graph with GenAI-convention inputs (<c>input_ids</c>, <c>attention_mask</c>,
+/// <c>position_ids</c>, <c>past_key_values.{i}.key|value</c>) on any device: prefill, then one token per step with
+/// the KV cache kept on the device (each step's <c>present.*</c> go back as device tensors; only the last logits
+/// row comes to the host).
+/// </summary>
+public sealed class CausalLmRunner(ICompiledModel model, DecoderShape shape)
+{
+    /// <summary>Logits (B, T, vocab) for rows of equal length, all tokens real, no cache.</summary>
+    public float[] Logits(long[][] rows)
+    {
+        int b = rows.Length, t = rows[0].Length;
+        if (rows.Any(r => r.Length != t)) throw new ArgumentException("Rows must have the same length.", nameof(rows));
+        var ids = rows.SelectMany(r => r).ToArray();
+        var positions = Enumerable.Range(0, b).SelectMany(_ => Enumerable.Range(0, t).Select(i => (long)i)).ToArray();
+        var feeds = Feeds(HostTensor.Create(ids, b, t), HostTensor.Create(Enumerable.Repeat(1L, b * t).ToArray(), b, t), HostTensor.Create(positions, b, t), null, b);
+        using var outputs = model.Run(feeds, ["logits"]);
+        var logits = new float[b * t * shape.VocabSize];
+        outputs["logits"].CopyTo<float>(logits);
+        return logits;
+    }
+
+    /// <summary>Greedy decode of <paramref name="newTokens"/> tokens after <paramref name="prompt"/> (batch 1).</summary>
+    public int[] Greedy(IReadOnlyList<long> prompt, int newTokens, CancellationToken cancel = default)
+    {
+        var pastK = new IDeviceTensor?[shape.Layers];
+        var pastV = new IDeviceTensor?[shape.Layers];
+        var result = new int[newTokens];
+        try
+        {
+            long[] ids = [.. prompt];
+            int length = 0;
+            for (int step = 0; step < newTokens; step++)
+            {
+                cancel.ThrowIfCancellationRequested();
+                int t = ids.Length;
+                var positions = Enumerable.Range(length, t).Select(i => (long)i).ToArray();
+                var mask = Enumerable.Repeat(1L, length + t).ToArray();
+                var feeds = Feeds(HostTensor.Create(ids, 1, t), HostTensor.Create(mask, 1, length + t), HostTensor.Create(positions, 1, t), step == 0 ? null : (pastK, pastV), 1);
+                using var outputs = model.Run(feeds);
+                var logits = new float[t * shape.VocabSize];
+                outputs["logits"].CopyTo<float>(logits);
+                for (int l = 0; l < shape.Layers; l++)
+                {
+                    pastK[l]?.Dispose();
+                    pastV[l]?.Dispose();
+                    pastK[l] = outputs.Take($"present.{l}.key");
+                    pastV[l] = outputs.Take($"present.{l}.value");
+                }
+                var last = logits.AsSpan((t - 1) * shape.VocabSize, shape.VocabSize);
+                int best = 0;
+                for (int v = 1; v < last.Length; v++) if (last[v] > last[best]) best = v;
+                result[step] = best;
+                length += t;
+                ids = [best];
+            }
+        }
+        finally
+        {
+            foreach (var x in pastK.Concat(pastV)) x?.Dispose();
+        }
+        return result;
+    }
+
+    private Dictionary<string, ITensorValue> Feeds(ITensorValue ids, ITensorValue mask, ITensorValue positions, (IDeviceTensor?[] K, IDeviceTensor?[] V)? past, int batch)
+    {
+        var feeds = new Dictionary<string, ITensorValue> { ["input_ids"] = ids, ["attention_mask"] = mask, ["position_ids"] = positions };
+        for (int l = 0; l < shape.Layers; l++)
+        {
+            feeds[$"past_key_values.{l}.key"] = past?.K[l] ?? (ITensorValue)HostTensor.Zeros(TensorElementType.Float32, batch, shape.KvHeads, 0, shape.HeadDim);
+            feeds[$"past_key_values.{l}.value"] = past?.V[l] ?? (ITensorValue)HostTensor.Zeros(TensorElementType.Float32, batch, shape.KvHeads, 0, shape.HeadDim);
+        }
+        return feeds;
+    }
+}

@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using System.Reflection;
+using Tessera.Engine;
+
+namespace Tessera.Export.Tests;
+
+/// <summary>Paths, processes (the built tessera, Debian's python3 with torch) and engines for the export tests.</summary>
+internal static class TestSupport
+{
+    public static string RepoRoot
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
+            return dir?.FullName ?? throw new InvalidOperationException("Engine.sln not found above the test folder.");
+        }
+    }
+
+    private static string Configuration =>
+        typeof(TestSupport).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().First(a => a.Key == "TesseraConfiguration").Value!;
+
+    public static string CliDll => Path.Combine(RepoRoot, "engine", "Tessera.Cli", "bin", Configuration, "net10.0", "tessera.dll");
+
+    /// <summary>Debian's interpreter, where python3-torch is installed (a pyenv python3 earlier on PATH has no torch).</summary>
+    public static string Python => File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+    public static string ReferenceScript => Path.Combine(AppContext.BaseDirectory, "Reference", "hf_decoder.py");
+
+    public static string NewTempDir()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "tessera-export-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    public static (int Code, string Out, string Err) Run(string file, IEnumerable<string> args, int timeoutMs = 120_000)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment.Remove("TESSERA_PLUGIN_PATH");
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutMs))
+        {
+            p.Kill(entireProcessTree: true);
+            Assert.Fail($"{file} {string.Join(" ", args)} did not finish within {timeoutMs / 1000} s");
+        }
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    public static (int Code, string Out, string Err) Tessera(params string[] args) => Run("dotnet", [CliDll, .. args]);
+
+    /// <summary>Writes a random checkpoint in Hugging Face's layout and PyTorch's reference outputs for it.</summary>
+    public static string WriteCheckpoint(string root, string arch, string format, int seed = 0)
+    {
+        var dir = Path.Combine(root, $"{arch}-{format}");
+        var (code, stdout, stderr) = Run(Python, [ReferenceScript, "--arch", arch, "--format", format, "--out", dir, "--seed", seed.ToString()]);
+        Assert.AreEqual(0, code, $"reference script failed (is python3-torch installed?):\n{stdout}\n{stderr}");
+        return dir;
+    }
+
+    /// <summary>An engine over the CPU plugin deployed beside the tests only, with a private cache.</summary>
+    public static TesseraEngine Engine(string cacheDir)
+    {
+        var o = new EngineOptions { UseDefaultPluginDirectory = false, UseEnvironmentPluginPath = false, CacheDirectory = cacheDir };
+        o.PluginDirectories.Add(Path.Combine(AppContext.BaseDirectory, "fixtures", "cpu"));
+        return new TesseraEngine(o);
+    }
+}
