@@ -19,11 +19,12 @@ public sealed record MultiheadAttentionOptions
     /// <summary>bool (batch, key sequence): true where a key is padding and must be ignored (PyTorch's meaning).</summary>
     public OnnxValue? KeyPaddingMask { get; init; }
 
-    /// <summary>bool (query sequence, key sequence) or (batch·heads, query, key): true where attention is not allowed.</summary>
+    /// <summary>
+    /// (query sequence, key sequence) or (batch·heads, query, key), added to the scores as float, which is what
+    /// TorchSharp's module (libtorch's C++ MultiheadAttention) does with <c>attn_mask</c>: a float mask of 0 / −inf
+    /// blocks; a bool mask adds 1 where true and does <em>not</em> block (unlike PyTorch's Python module).
+    /// </summary>
     public OnnxValue? AttentionMask { get; init; }
-
-    /// <summary>float mask of the same shapes as <see cref="AttentionMask"/>, added to the scores (−inf blocks).</summary>
-    public OnnxValue? AdditiveAttentionMask { get; init; }
 }
 
 /// <summary>
@@ -38,7 +39,8 @@ public static class MultiheadAttentionExport
     private static readonly ConditionalWeakTable<MultiheadAttention, StrongBox<int>> HeadCounts = new();
 
     /// <summary>The registry's mapping: inputs (query, key, value, [key_padding_mask], [attn_mask]) in TorchSharp's
-    /// (sequence, batch, embed) layout with bool masks; <see cref="OnnxValue.None"/> skips an optional mask.</summary>
+    /// (sequence, batch, embed) layout, as <c>forward</c> takes them (see <see cref="MultiheadAttentionOptions"/> for
+    /// the masks' meaning); <see cref="OnnxValue.None"/> skips an optional mask.</summary>
     internal static OnnxValue[] FromInputs(ExportContext ctx, MultiheadAttention m, OnnxValue[] x)
     {
         if (x.Length is < 3 or > 5)
@@ -82,8 +84,7 @@ public static class MultiheadAttentionExport
             var rows = ctx.Mul(ctx.Slice(scoresShape, 0, 1, 0), ctx.I64(heads));
             return ctx.Op("Reshape", ctx.Op("Expand", mask, ctx.Concat(0, rows, ctx.Slice(scoresShape, 2, 4, 0))), scoresShape);
         }
-        if (options.AttentionMask is { } blocked) scores = ctx.Op("Where", PerBatchHead(blocked), negInf, scores);
-        if (options.AdditiveAttentionMask is { } additive) scores = ctx.Add(scores, PerBatchHead(additive));
+        if (options.AttentionMask is { } added) scores = ctx.Add(scores, PerBatchHead(ctx.Cast(added, TensorElementType.Float32)));
         if (options.KeyPaddingMask is { } padding) scores = ctx.Op("Where", ctx.Unsqueeze(padding, 1, 2), negInf, scores); // (N, 1, 1, S)
         if (options.Causal)
         {

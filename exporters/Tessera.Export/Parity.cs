@@ -96,9 +96,13 @@ public sealed class Parity : IDisposable
         ["outputs"] = new JsonArray(rows.Select(r => (JsonNode)new JsonObject
         {
             ["case"] = r.Case, ["output"] = r.Output, ["shape"] = new JsonArray(r.Shape.Select(d => (JsonNode)d).ToArray()),
-            ["maxAbsError"] = r.MaxAbsError, ["maxRelError"] = r.MaxRelError, ["tolerance"] = r.Tolerance, ["passed"] = r.Passed,
+            // A shape mismatch has no finite error: written as null with the note.
+            ["maxAbsError"] = Finite(r.MaxAbsError), ["maxRelError"] = Finite(r.MaxRelError), ["tolerance"] = r.Tolerance, ["passed"] = r.Passed,
+            ["note"] = double.IsFinite(r.MaxAbsError) ? null : "output shape differs from the reference's",
         }).ToArray()),
     };
+
+    private static JsonNode? Finite(double v) => double.IsFinite(v) ? v : null;
 
     public void Dispose() => _session.Dispose();
 }

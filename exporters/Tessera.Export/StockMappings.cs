@@ -42,8 +42,8 @@ public static class StockMappings
         // Containers: children applied in order (Sequential's forward; the `foreach (var layer in layers) x = layer.call(x)`
         // loop of a ModuleList or ModuleDict). Their children's outputs may be several values, fed on as the next inputs.
         ModuleMappings.RegisterMulti<Sequential>((ctx, m, x) => Chain(ctx, m.named_children(), x));
-        ModuleMappings.Register(typeof(ModuleList<>), (ctx, m, x) => Chain(ctx, m.named_children(), x));
-        ModuleMappings.Register(typeof(ModuleDict<>), (ctx, m, x) => Chain(ctx, m.named_children(), x));
+        ModuleMappings.Register(typeof(ModuleList<>), (ctx, m, x) => Chain(ctx, ListItems((System.Collections.IEnumerable)m), x));
+        ModuleMappings.Register(typeof(ModuleDict<>), (ctx, m, x) => Chain(ctx, DictItems(m), x));
         ModuleMappings.RegisterMulti<MultiheadAttention>(MultiheadAttentionExport.FromInputs);
     }
 
@@ -51,6 +51,25 @@ public static class StockMappings
     {
         foreach (var (name, child) in children) x = ctx.ModuleOutputs(name, child, x);
         return x;
+    }
+
+    // A container's items in order, by enumeration (named_children() lists them only once the container is
+    // registered under a parent, and a container may be exported as the root).
+    private static IEnumerable<(string, nn.Module)> ListItems(System.Collections.IEnumerable list)
+    {
+        int i = 0;
+        foreach (var item in list) yield return ($"{i++}", (nn.Module)item);
+    }
+
+    private static IEnumerable<(string, nn.Module)> DictItems(nn.Module dict)
+    {
+        // ModuleDict<T>.items(): IEnumerator<(string, T)> in insertion order (its non-generic enumerator is not implemented).
+        var items = (System.Collections.IEnumerator)dict.GetType().GetMethod("items")!.Invoke(dict, null)!;
+        while (items.MoveNext())
+        {
+            var pair = (System.Runtime.CompilerServices.ITuple)items.Current!;
+            yield return ((string)pair[0]!, (nn.Module)pair[1]!);
+        }
     }
 
     private static OnnxValue EvalIdentity(ExportContext ctx, nn.Module m, OnnxValue x) => m.training
