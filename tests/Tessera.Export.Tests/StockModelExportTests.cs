@@ -171,3 +171,50 @@ public sealed class StockModelExportTests
         public override Tensor forward(Tensor x) => x.reshape(x.shape[0], -1);
     }
 }
+
+/// <summary>The recipe `tessera export module` runs in the CLI test: the stock GPT with fixed seeds.</summary>
+public sealed class StockGptRecipe : IExportRecipe
+{
+    public nn.Module CreateModule()
+    {
+        manual_seed(21);
+        return new StockGpt(vocab: 40, dim: 16, heads: 2, layers: 1, maxPositions: 16);
+    }
+
+    public ModuleExportSpec CreateSpec() => new()
+    {
+        Inputs = [ExportTensor.Int64("input_ids", "batch", "sequence")],
+        Outputs = [ExportTensor.Float("logits", "batch", "sequence", 40)],
+        Samples = [new Dictionary<string, Tensor> { ["input_ids"] = randint(0, 40, [1, 4]) }, new Dictionary<string, Tensor> { ["input_ids"] = randint(0, 40, [2, 9]) }],
+    };
+}
+
+[TestClass]
+public sealed class ExportModuleCliTests
+{
+    [TestMethod]
+    public void TesseraExportModuleRunsARecipeFromTheUsersAssemblyAndWritesTheParityReport()
+    {
+        var temp = TestSupport.NewTempDir();
+        try
+        {
+            var dll = typeof(StockGptRecipe).Assembly.Location;
+            var outPath = Path.Combine(temp, "gpt.onnx");
+            var (code, stdout, stderr) = TestSupport.Tessera("export", "module", "--assembly", dll, "--recipe", typeof(StockGptRecipe).FullName!, "--out", outPath, "--int8");
+            Assert.AreEqual(0, code, stdout + stderr);
+            StringAssert.Contains(stdout, "[gpt int8]");
+            Assert.IsTrue(File.Exists(Path.Combine(temp, "gpt.parity.json")));
+            Assert.IsTrue(File.Exists(Path.Combine(temp, "gpt.int8.parity.json")));
+
+            (code, _, stderr) = TestSupport.Tessera("export", "module", "--assembly", dll, "--recipe", "No.Such.Recipe", "--out", outPath);
+            Assert.AreNotEqual(0, code);
+            StringAssert.Contains(stderr, "no such type");
+            StringAssert.Contains(stderr, typeof(StockGptRecipe).FullName!);
+            Assert.IsFalse(stderr.Contains("   at "), stderr);
+        }
+        finally
+        {
+            Directory.Delete(temp, recursive: true);
+        }
+    }
+}

@@ -23,11 +23,33 @@ public static class ExportCommand
             checkpoint, stage, output, external, fp16, int8, opset, optimizeFor,
         };
         cmd.Subcommands.Add(Llm());
+        cmd.Subcommands.Add(ModuleRecipe());
         cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.Run(parse.GetValue(stage)!, parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(external),
-            [.. parse.GetValue(fp16) ? new[] { ExportVariant.Fp16 } : [], .. parse.GetValue(int8) ? new[] { ExportVariant.Int8 } : []],
+            Variants(parse.GetValue(fp16), parse.GetValue(int8), false),
             parse.GetValue(opset), parse.GetValue(optimizeFor) ?? [], GlobalOptions.Build(parse))));
         return cmd;
     }
+
+    private static Command ModuleRecipe()
+    {
+        var assembly = new Option<string>("--assembly") { Description = "Your .dll (built against Tessera.Export) that holds the recipe class.", Required = true };
+        var recipe = new Option<string>("--recipe") { Description = "Full name of a class implementing Tessera.Export.IExportRecipe (builds the module, names inputs, outputs, dynamic axes and validation samples).", Required = true };
+        var output = new Option<FileInfo>("--out") { Description = "The .onnx file to write; <name>.parity.json goes beside it.", Required = true };
+        var fp16 = new Option<bool>("--fp16") { Description = "Also write <name>.fp16.onnx (fp16 weights), validated with its own tolerance." };
+        var int8 = new Option<bool>("--int8") { Description = "Also write <name>.int8.onnx (MatMul weights as 8-bit blocks)." };
+        var int4 = new Option<bool>("--int4") { Description = "Also write <name>.int4.onnx (MatMul weights as 4-bit blocks)." };
+        var external = new Option<bool>("--external-data") { Description = "Store weights in <name>.onnx.data beside the graph." };
+        var cmd = new Command("module", "Export any TorchSharp module through a recipe class in your assembly: every module type needs a mapping (stock layers have one; register your own or implement IOnnxExportable; docs/exporting.md). Validated against TorchSharp on the recipe's samples.")
+        {
+            assembly, recipe, output, fp16, int8, int4, external,
+        };
+        cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.RunModule(parse.GetValue(assembly)!, parse.GetValue(recipe)!, parse.GetValue(output)!.FullName,
+            Variants(parse.GetValue(fp16), parse.GetValue(int8), parse.GetValue(int4)), parse.GetValue(external))));
+        return cmd;
+    }
+
+    private static ExportVariant[] Variants(bool fp16, bool int8, bool int4) =>
+        [.. fp16 ? new[] { ExportVariant.Fp16 } : [], .. int8 ? new[] { ExportVariant.Int8 } : [], .. int4 ? new[] { ExportVariant.Int4 } : []];
 
     private static Command Llm()
     {
@@ -45,8 +67,7 @@ public static class ExportCommand
             checkpoint, output, arch, fp16, int8, int4, opset, external,
         };
         cmd.SetAction(parse => CliErrors.Run(() => Training.ExportRunner.RunLlm(parse.GetValue(checkpoint)!, parse.GetValue(output)!.FullName, parse.GetValue(arch)!,
-            [.. parse.GetValue(fp16) ? new[] { ExportVariant.Fp16 } : [], .. parse.GetValue(int8) ? new[] { ExportVariant.Int8 } : [], .. parse.GetValue(int4) ? new[] { ExportVariant.Int4 } : []],
-            parse.GetValue(opset), parse.GetValue(external))));
+            Variants(parse.GetValue(fp16), parse.GetValue(int8), parse.GetValue(int4)), parse.GetValue(opset), parse.GetValue(external))));
         return cmd;
     }
 }

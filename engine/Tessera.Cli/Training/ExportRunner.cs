@@ -44,6 +44,56 @@ public static class ExportRunner
         return ok ? 0 : 1;
     }
 
+    /// <summary><c>tessera export module</c>: a recipe class in the user's assembly → ONNX with parity.</summary>
+    public static int RunModule(string assemblyPath, string recipeName, string outPath, ExportVariant[] variants, bool externalData)
+    {
+        var recipe = LoadRecipe(assemblyPath, recipeName);
+        using var module = recipe.CreateModule();
+        var spec = recipe.CreateSpec() with { Variants = variants, ExternalData = externalData };
+        var r = OnnxExporter.Export(module, spec, outPath, Console.Error);
+        return PrintParity(r) ? 0 : 1;
+    }
+
+    /// <summary>
+    /// Loads the user's assembly into the default context (so TorchSharp and the exporter are the CLI's own, shared
+    /// with it) and resolves its other dependencies from its deps.json.
+    /// </summary>
+    private static IExportRecipe LoadRecipe(string assemblyPath, string recipeName)
+    {
+        var full = Path.GetFullPath(assemblyPath);
+        if (!File.Exists(full)) throw new FileNotFoundException($"Assembly {assemblyPath} does not exist (give the .dll that holds your recipe class).");
+        var resolver = new System.Runtime.Loader.AssemblyDependencyResolver(full);
+        System.Runtime.Loader.AssemblyLoadContext.Default.Resolving += (context, name) =>
+            resolver.ResolveAssemblyToPath(name) is { } path ? context.LoadFromAssemblyPath(path) : null;
+        System.Reflection.Assembly assembly;
+        try
+        {
+            assembly = System.Runtime.Loader.AssemblyLoadContext.Default.LoadFromAssemblyPath(full);
+        }
+        catch (BadImageFormatException)
+        {
+            throw new InvalidDataException($"{assemblyPath} is not a .NET assembly.");
+        }
+        var recipes = string.Join(", ", SafeTypes(assembly).Where(t => typeof(IExportRecipe).IsAssignableFrom(t) && !t.IsAbstract).Select(t => t.FullName));
+        var type = assembly.GetType(recipeName)
+            ?? throw new ArgumentException($"--recipe {recipeName}: no such type in {Path.GetFileName(full)}; recipes there: {(recipes.Length > 0 ? recipes : "(none)")}.");
+        if (!typeof(IExportRecipe).IsAssignableFrom(type) || type.IsAbstract || type.GetConstructor(Type.EmptyTypes) is null)
+            throw new ArgumentException($"--recipe {recipeName} must be a non-abstract class implementing Tessera.Export.IExportRecipe with a public parameterless constructor.");
+        return (IExportRecipe)Activator.CreateInstance(type)!;
+    }
+
+    private static IEnumerable<Type> SafeTypes(System.Reflection.Assembly a)
+    {
+        try
+        {
+            return a.GetTypes();
+        }
+        catch (System.Reflection.ReflectionTypeLoadException e)
+        {
+            return e.Types.OfType<Type>();
+        }
+    }
+
     /// <summary>Prints the parity table of a result and its variants; false when any failed.</summary>
     private static bool PrintParity(ExportResult r)
     {
