@@ -96,8 +96,10 @@ public abstract class OrtDevice : IDevice
         {
             // Unoptimized, so nodes keep the names and op types of the graph as written.
             using var so = CreateSessionOptions(options with { Fallback = FallbackPolicy.Allow, Optimization = OptimizationLevel.None });
-            so.EnableProfiling = true;
+            // The prefix first: enabling profiling passes the prefix set at that moment to ONNX Runtime (set after, the
+            // profile lands in the current directory).
             so.ProfileOutputPathPrefix = Path.Combine(profileDir.FullName, "profile");
+            so.EnableProfiling = true;
             using var session = CreateSession(model, so);
             var values = new List<OrtValue>();
             string profile;
