@@ -16,7 +16,40 @@ public static class BenchCommand
         bench.Subcommands.Add(Generate());
         bench.Subcommands.Add(Export());
         bench.Subcommands.Add(Serve());
+        bench.Subcommands.Add(Decode());
         return bench;
+    }
+
+    private static Command Decode()
+    {
+        var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var widths = new Option<string>("--widths") { Description = "glm-image (GLM-Image's AR widths, random weights) or tiny (the shipped model's config).", DefaultValueFactory = _ => "glm-image" };
+        widths.AcceptOnlyFromAmong("glm-image", "tiny");
+        var layers = new Option<int>("--layers") { Description = "Transformer layers in the slice (default 2).", DefaultValueFactory = _ => 2 };
+        var precision = new Option<string>("--precision") { Description = "Comma-separated: fp32, fp16, int8, int4 (default fp32,int8,int4).", DefaultValueFactory = _ => "fp32,int8,int4" };
+        var block = new Option<int>("--block") { Description = "MatMulNBits block size for int8/int4: 32, 64 or 128 (default 32).", DefaultValueFactory = _ => 32 };
+        block.AcceptOnlyFromAmong("32", "64", "128");
+        var batch = new Option<int>("--batch") { Description = "Sequences decoded together (default 1).", DefaultValueFactory = _ => 1 };
+        var tokens = new Option<int>("--tokens") { Description = "Decode steps per run after a 16-token prefill (default 32).", DefaultValueFactory = _ => 32 };
+        var repeats = new Option<int>("--repeats") { Description = "Timed runs per precision after a warm-up; the median counts (default 3).", DefaultValueFactory = _ => 3 };
+        var device = new Option<string>("--device") { Description = "Device to decode on (default cpu:0).", DefaultValueFactory = _ => "cpu:0" };
+        var cmd = new Command("decode", "AR decode tokens/s with the KV cache, the weight bytes each step reads, the bandwidth that achieves, and its ratio to the memory read bandwidth measured in the same run; one row per precision.")
+        {
+            json, widths, layers, precision, block, batch, tokens, repeats, device,
+        };
+        cmd.SetAction(parse => CliErrors.Run(() =>
+        {
+            if (parse.GetValue(layers) is < 1 or > 64) throw new ArgumentException("--layers must be from 1 to 64.");
+            if (parse.GetValue(batch) is < 1 or > 256) throw new ArgumentException("--batch must be from 1 to 256.");
+            if (parse.GetValue(tokens) is < 1 or > 4096) throw new ArgumentException("--tokens must be from 1 to 4096.");
+            if (parse.GetValue(repeats) is < 1 or > 100) throw new ArgumentException("--repeats must be from 1 to 100.");
+            var precisions = parse.GetValue(precision)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var result = Training.DecodeBenchmark.Run(GlobalOptions.Build(parse), parse.GetValue(widths)!, parse.GetValue(layers), precisions, parse.GetValue(block),
+                parse.GetValue(batch), parse.GetValue(tokens), parse.GetValue(repeats), parse.GetValue(device)!, parse.GetValue(json) ? null : Console.Error);
+            Console.WriteLine(parse.GetValue(json) ? result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) : Training.DecodeBenchmark.Table(result));
+            return 0;
+        }));
+        return cmd;
     }
 
     private static Command Serve()
