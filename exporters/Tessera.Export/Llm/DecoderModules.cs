@@ -30,7 +30,7 @@ public abstract class CausalDecoder(string name, LlmConfig config) : nn.Module(n
     public static CausalDecoder Create(LlmConfig c) => c.Architecture == LlmArchitecture.Gpt2 ? new Gpt2LmHead(c) : new LlamaForCausalLm(c);
 
     /// <summary>The bool mask (B, 1, T, S) the ONNX graph uses: key ≤ query, and real or the query itself.</summary>
-    internal static Tensor Mask(Tensor attentionMask, long t)
+    public static Tensor Mask(Tensor attentionMask, long t)
     {
         long s = attentionMask.shape[1];
         var key = arange(s).view(1, s);
@@ -42,7 +42,7 @@ public abstract class CausalDecoder(string name, LlmConfig config) : nn.Module(n
     }
 
     /// <summary>softmax(q kᵀ/√d, masked) v with each KV head serving heads/kvHeads query heads; (B, T, H·Dh).</summary>
-    internal static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor mask, int heads, int kvHeads, int headDim)
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor mask, int heads, int kvHeads, int headDim)
     {
         int rep = heads / kvHeads;
         if (rep > 1)
@@ -55,7 +55,7 @@ public abstract class CausalDecoder(string name, LlmConfig config) : nn.Module(n
         return y.transpose(1, 2).reshape(y.shape[0], y.shape[2], heads * headDim);
     }
 
-    internal static Tensor SplitHeads(Tensor x, int heads, int headDim) => x.view(x.shape[0], x.shape[1], heads, headDim).transpose(1, 2);
+    public static Tensor SplitHeads(Tensor x, int heads, int headDim) => x.view(x.shape[0], x.shape[1], heads, headDim).transpose(1, 2);
 }
 
 /// <summary>Hugging Face's Conv1D: y = x W + b with W stored (in, out) — GPT-2's projections.</summary>
