@@ -9,7 +9,8 @@ namespace Tessera.Export.Checkpoints;
 /// <summary>
 /// A Hugging Face-style checkpoint folder: <c>config.json</c> plus weights as <c>model.safetensors</c>, safetensors
 /// shards listed by <c>model.safetensors.index.json</c>, <c>pytorch_model.bin</c> (a <c>torch.save</c> state dict),
-/// or <c>.bin</c> shards listed by <c>pytorch_model.bin.index.json</c>. Safetensors wins when both are present.
+/// or <c>.bin</c> shards listed by <c>pytorch_model.bin.index.json</c> (diffusers names them
+/// <c>diffusion_pytorch_model.*</c>; both are read). Safetensors wins when both are present.
 /// Weights are read one file (shard) at a time, so at most one shard is in memory beside the model.
 /// </summary>
 public sealed class HfCheckpoint
@@ -55,7 +56,9 @@ public sealed class HfCheckpoint
         foreach (var (index, single, format) in new[]
                  {
                      ("model.safetensors.index.json", "model.safetensors", "safetensors"),
+                     ("diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.safetensors", "safetensors"), // diffusers' names
                      ("pytorch_model.bin.index.json", "pytorch_model.bin", "pytorch"),
+                     ("diffusion_pytorch_model.bin.index.json", "diffusion_pytorch_model.bin", "pytorch"),
                  })
         {
             var indexPath = Path.Combine(directory, index);
