@@ -24,6 +24,7 @@ public static class StockMappings
         // ids → rows of the table. padding_idx changes only training (its row gets no gradient), so eval is a plain Gather.
         ModuleMappings.Register<Embedding>((ctx, m, x) => ctx.Op("Gather", ctx.Weight("weight", m.weight!), x[0]));
         ModuleMappings.Register<LayerNorm>((ctx, n, x) => LayerNorm(ctx, n, x[0]));
+        ModuleMappings.Register<GroupNorm>((ctx, n, x) => GroupNorm(ctx, n, x[0]));
         ModuleMappings.Register<GELU>((ctx, m, x) => Gelu(ctx, x[0], tanh: m.approximate == GELU.Approximate.tanh));
         ModuleMappings.Register<SiLU>((ctx, _, x) => ctx.Silu(x[0]));
         ModuleMappings.Register<ReLU>((ctx, _, x) => ctx.Op("Relu", x[0]));
@@ -86,6 +87,30 @@ public static class StockMappings
         var scale = n.weight is null ? ctx.Weight("unit_scale", ones(shape)) : ctx.Weight("weight", n.weight);
         var inputs = n.bias is null ? new[] { x, scale } : [x, scale, ctx.Weight("bias", n.bias)];
         return ctx.Op("LayerNormalization", inputs, OnnxAttribute.Int("axis", -shape.Length), OnnxAttribute.Float("epsilon", (float)n.eps));
+    }
+
+    /// <summary>
+    /// GroupNorm over (N, C, …): statistics per group of C / groups channels and all positions, then the per-channel
+    /// affine. Written in primitive ops (Reshape, ReduceMean) so every runtime runs it, whatever its GroupNormalization support.
+    /// </summary>
+    public static OnnxValue GroupNorm(ExportContext ctx, GroupNorm n, OnnxValue x)
+    {
+        var grouped = ctx.Reshape(x, 0, n.num_groups, -1);                                        // (N, G, C/G · spatial)
+        var mean = ctx.Op("ReduceMean", [grouped, ctx.I64(-1)], OnnxAttribute.Int("keepdims", 1));
+        var centred = ctx.Sub(grouped, mean);
+        var variance = ctx.Op("ReduceMean", [ctx.Mul(centred, centred), ctx.I64(-1)], OnnxAttribute.Int("keepdims", 1));
+        var normed = ctx.Div(centred, ctx.Op("Sqrt", ctx.Add(variance, ctx.F32((float)n.eps))));
+        if (!n.affine || n.weight is null) return ctx.Op("Reshape", normed, ctx.Op("Shape", x));
+        // The affine per channel on (N, C, positions), whatever the spatial rank, then back to x's shape.
+        long channels = n.weight.shape[0];
+        using var w = n.weight.detach().view(channels, 1);
+        var y = ctx.Mul(ctx.Reshape(normed, 0, channels, -1), ctx.Weight("weight", w));
+        if (n.bias is not null)
+        {
+            using var b = n.bias.detach().view(channels, 1);
+            y = ctx.Add(y, ctx.Weight("bias", b));
+        }
+        return ctx.Op("Reshape", y, ctx.Op("Shape", x));
     }
 
     /// <summary>GELU, exact (erf) or the tanh approximation (ONNX Gelu, opset 20).</summary>
