@@ -20,6 +20,7 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(PackageCommand.Create());
+        root.Subcommands.Add(ImportCommand.Create());
         int code = root.Parse(args).Invoke();
         if (Environment.GetEnvironmentVariable("TESSERA_DIAGNOSTICS") == "assemblies") ReportLoaded();
         return code;

@@ -34,6 +34,18 @@ public sealed record GlmImageDitConfig
 
     public static GlmImageDitConfig Parse(JsonObject j, string source, int? keepLayers = null)
     {
+        try
+        {
+            return ParseFields(j, source, keepLayers);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new CheckpointException($"{source}: a field has the wrong type or value ({e.Message}); compare it with the official config.");
+        }
+    }
+
+    private static GlmImageDitConfig ParseFields(JsonObject j, string source, int? keepLayers)
+    {
         foreach (var (key, _) in j)
             if (!Fields.Contains(key)) throw new CheckpointException($"{source}: field \"{key}\" is not supported by the GLM-Image DiT builder.");
         int Int(string name, int fallback) => j[name]?.GetValue<int>() ?? fallback;

@@ -50,6 +50,18 @@ public sealed record GlmImageTextConfig
     /// <summary>Reads the text model's fields; a field that changes the arithmetic and is not implemented is refused by name.</summary>
     public static GlmImageTextConfig Parse(JsonObject config, string source, int? keepLayers = null)
     {
+        try
+        {
+            return ParseFields(config, source, keepLayers);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new CheckpointException($"{source}: a field has the wrong type or value ({e.Message}); compare it with the official config.");
+        }
+    }
+
+    private static GlmImageTextConfig ParseFields(JsonObject config, string source, int? keepLayers)
+    {
         var modelType = config["model_type"]?.GetValue<string>();
         if (modelType != "glm_image")
             throw new CheckpointException($"{source}: model_type is \"{modelType}\", not \"glm_image\"; give GLM-Image's vision_language_encoder folder.");

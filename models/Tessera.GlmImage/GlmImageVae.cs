@@ -37,6 +37,18 @@ public sealed record GlmImageVaeConfig
 
     public static GlmImageVaeConfig Parse(JsonObject j, string source)
     {
+        try
+        {
+            return ParseFields(j, source);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException)
+        {
+            throw new CheckpointException($"{source}: a field has the wrong type or value ({e.Message}); compare it with the official config.");
+        }
+    }
+
+    private static GlmImageVaeConfig ParseFields(JsonObject j, string source)
+    {
         foreach (var (key, _) in j)
             if (!Fields.Contains(key)) throw new CheckpointException($"{source}: field \"{key}\" is not supported by the VAE decoder builder.");
         if (j["act_fn"]?.GetValue<string>() is { } act && act != "silu") throw new CheckpointException($"{source}: act_fn {act} is not supported (the decoder uses silu).");
