@@ -20,7 +20,26 @@ public static class Program
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(PackageCommand.Create());
-        int code = root.Parse(args).Invoke();
+        int code;
+        try
+        {
+            var parse = root.Parse(args);
+            if (parse.Errors.Count > 0 && parse.Action is System.CommandLine.Invocation.ParseErrorAction)
+            {
+                // One line, .NET type names in words; the usage is one --help away.
+                var first = parse.Errors[0].Message;
+                Console.Error.WriteLine($"error: {CliErrors.Friendly(first)}{(parse.Errors.Count > 1 ? $" (and {parse.Errors.Count - 1} more)" : "")} See '{parse.CommandResult.Command.Name} --help'.");
+                code = CliErrors.UsageError;
+            }
+            else
+            {
+                code = parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            }
+        }
+        catch (Exception e)
+        {
+            code = CliErrors.Report(e);
+        }
         if (Environment.GetEnvironmentVariable("TESSERA_DIAGNOSTICS") == "assemblies") ReportLoaded();
         return code;
     }

@@ -18,11 +18,11 @@ public static class EngineConfigFile
 
     public static EngineOptions Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Configuration file {path} does not exist.", path);
+        var text = InputFiles.ReadAllText(path, "Configuration file", InputFiles.MaxJsonBytes);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            doc = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
         }
         catch (JsonException e)
         {
