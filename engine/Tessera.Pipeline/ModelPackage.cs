@@ -119,7 +119,7 @@ public sealed class ModelPackage
                 files[stage] = InputFiles.ResolveInside(directory, file, manifestPath, $"files.{stage}", limit);
             }
             catch (FileNotFoundException e) { throw new ModelLoadException(e.FileName ?? Path.Combine(directory, file), $"is missing from the package (the manifest's '{stage}' file). Re-copy or re-export the package.", e); }
-            catch (InvalidDataException e) { throw new ModelLoadException(manifestPath, $"cannot be used: {e.Message}", e); }
+            catch (InvalidDataException e) { throw new ModelLoadException(manifestPath, $"cannot be used: {(e.Message.StartsWith(manifestPath + ": ", StringComparison.Ordinal) ? e.Message[(manifestPath.Length + 2)..] : e.Message)}", e); }
         }
         var tokenizerPath = files["tokenizer"];
         PromptEncoder encoder;

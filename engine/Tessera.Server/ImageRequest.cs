@@ -32,7 +32,7 @@ public sealed record ImageRequest(string Prompt, int N, ulong Seed, int? Steps, 
         }
         string? Str(string name) => fields.TryGetValue(name, out var v) ? v.ValueKind == JsonValueKind.String ? Text(v, name) : v.ValueKind == JsonValueKind.Null ? null
             : throw ApiError.BadRequest($"'{name}' must be a string, not {Kind(v)}.", name) : null;
-        double? Num(string name) => fields.TryGetValue(name, out var v) ? v.ValueKind == JsonValueKind.Number ? v.GetDouble() : v.ValueKind == JsonValueKind.Null ? null
+        double? Num(string name) => fields.TryGetValue(name, out var v) ? v.ValueKind == JsonValueKind.Number ? Finite(v, name) : v.ValueKind == JsonValueKind.Null ? null
             : throw ApiError.BadRequest($"'{name}' must be a number, not {Kind(v)}.", name) : null;
         long? Int(string name)
         {
@@ -118,6 +118,9 @@ public sealed record ImageRequest(string Prompt, int N, ulong Seed, int? Steps, 
         try { return Convert.FromBase64String(comma >= 0 ? text[(comma + 1)..] : text); }
         catch (FormatException) { throw ApiError.BadRequest("'image' is not valid base64.", "image"); }
     }
+
+    private static double Finite(JsonElement v, string name) =>
+        v.TryGetDouble(out var d) && double.IsFinite(d) ? d : throw ApiError.BadRequest($"'{name}' is {v.GetRawText()}, which is out of range for a number.", name);
 
     private static int? Narrow(long? value, string name) => value is not { } v ? null
         : v is >= int.MinValue and <= int.MaxValue ? (int)v : throw ApiError.BadRequest($"'{name}' is {v}, which is far out of range.", name);

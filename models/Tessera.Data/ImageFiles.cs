@@ -74,8 +74,8 @@ public static class ImageFiles
         var info = new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Premul);
         using var decoded = new SKBitmap(info);
         var result = codec.GetPixels(info, decoded.GetPixels());
-        if (result is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
-            throw new InvalidDataException($"{path} could not be decoded ({result}); it is probably corrupt.");
+        if (result != SKCodecResult.Success)
+            throw new InvalidDataException($"{path} could not be decoded ({(result == SKCodecResult.IncompleteInput ? "it is truncated" : result.ToString())}); send the whole, uncorrupted image.");
         SKBitmap bitmap = decoded;
         SKBitmap? resized = null;
         if (size is int s && (bitmap.Width != s || bitmap.Height != s))
