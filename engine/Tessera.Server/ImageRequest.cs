@@ -128,8 +128,8 @@ public sealed record ImageRequest(string Prompt, int N, ulong Seed, int? Steps, 
     private static string? Text(JsonElement v, string name)
     {
         try { return v.GetString(); }
-        catch (InvalidOperationException) // an escaped lone surrogate such as "\ud800" is valid JSON but not text
-        { throw ApiError.BadRequest($"'{name}' is not valid Unicode text (it has a lone UTF-16 surrogate); send valid Unicode.", name); }
+        catch (InvalidOperationException) // an escaped lone surrogate such as "\ud800" (or invalid UTF-8) parses but is not text
+        { throw ApiError.BadRequest($"'{name}' is not valid Unicode text (it has a lone UTF-16 surrogate or invalid UTF-8); send valid Unicode.", name); }
     }
 
     private static byte[] DecodeImage(byte[] encoded, ModelPackage package, ServerOptions options)
