@@ -185,7 +185,9 @@ public sealed class BatchingGenerator : IDisposable
     public Task<GenerationResult> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
     {
         ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested, this);
-        GenerationLimits.Validate(request, _generator.Package); // before queuing: a bad request never takes a slot
+        // Before queuing: a bad request never takes a slot.
+        GenerationLimits.Validate(request, _generator.Package);
+        GenerationLimits.ValidatePrompt(request.Prompt, _generator.Package);
         if (Interlocked.Increment(ref Metrics.QueueDepthNow) > Options.QueueCapacity)
         {
             Interlocked.Decrement(ref Metrics.QueueDepthNow);
