@@ -127,6 +127,9 @@ public sealed partial class HostileCorpusCliTests
             var dir = MakePackage(_temp, c);
             var o = Run("generate", Prompt, "--model", dir, "-o", Path.Combine(_temp, "out.png"));
             AssertOneLineError(o, c.GetProperty("contains").GetString()!, c.GetProperty("file").GetString()!);
+            // The server refuses the same package at start, in the same words.
+            var serve = Run("serve", "--model", dir, "--port", "0");
+            AssertOneLineError(serve, c.GetProperty("contains").GetString()!, "serve " + c.GetProperty("file").GetString()!);
         }
         Assert.IsFalse(File.Exists(Path.Combine(_temp, "out.png")), "nothing was written");
     }

@@ -165,6 +165,23 @@ public sealed class HostileServerTests
                 Assert.AreEqual(param.GetString(), error.GetProperty("param").GetString(), $"{name}: param");
             await server.AssertHealthyAndCorrect(reference, name);
         }
+        // The image corpus as multipart uploads to /v1/images/edits.
+        foreach (var c in HostileCorpusCliTests.Cases("images"))
+        {
+            var file = c.GetProperty("file").GetString()!;
+            using var form = new MultipartFormDataContent
+            {
+                { new ByteArrayContent(File.ReadAllBytes(Path.Combine(HostileCorpusCliTests.Corpus, "images", file))) { Headers = { ContentType = new MediaTypeHeaderValue("image/png") } }, "image", file },
+                { new StringContent(Prompt), "prompt" },
+            };
+            using var response = await server.Client.PostAsync("v1/images/edits", form);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.AreEqual(HttpStatusCode.BadRequest, response.StatusCode, $"{file}: {text}");
+            using var doc = JsonDocument.Parse(text);
+            Assert.AreEqual("image", doc.RootElement.GetProperty("error").GetProperty("param").GetString(), file);
+            StringAssert.Contains(doc.RootElement.GetProperty("error").GetProperty("message").GetString(), c.GetProperty("contains").GetString()!, file);
+            await server.AssertHealthyAndCorrect(reference, file);
+        }
         var metrics = await server.Client.GetStringAsync("metrics");
         StringAssert.Contains(metrics, "tessera_requests_total{outcome=\"invalid\"} ");
         Assert.IsFalse(server.Log.Contains("   at "), $"no stack trace in the server log\n{server.Log}");
