@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Tessera.Cli.Commands;
 
 namespace Tessera.Cli;
@@ -33,7 +34,14 @@ public static class Program
             }
             else
             {
-                code = parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+                // Our own SIGTERM/SIGINT handling (System.CommandLine's is off): the first signal cancels the command,
+                // which stops at its next step (training writes a checkpoint); a command that does not stop within the
+                // grace period, or a second signal, ends the process with one line.
+                using var stop = new CancellationTokenSource();
+                using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; Stop(stop, "SIGTERM", 143); });
+                using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; Stop(stop, "SIGINT", 130); });
+                code = parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null }, stop.Token)
+                    .GetAwaiter().GetResult();
             }
         }
         catch (Exception e)
@@ -42,6 +50,26 @@ public static class Program
         }
         if (Environment.GetEnvironmentVariable("TESSERA_DIAGNOSTICS") == "assemblies") ReportLoaded();
         return code;
+    }
+
+    /// <summary>Seconds a command has to stop after SIGTERM or Ctrl-C before the process exits anyway.</summary>
+    public const int StopGraceSeconds = 10;
+
+    private static void Stop(CancellationTokenSource stop, string signal, int exitCode)
+    {
+        if (stop.IsCancellationRequested)
+        {
+            Console.Error.WriteLine($"error: {signal} again; exiting now.");
+            Environment.Exit(exitCode);
+        }
+        stop.Cancel();
+        var timer = new Thread(() =>
+        {
+            Thread.Sleep(TimeSpan.FromSeconds(StopGraceSeconds));
+            Console.Error.WriteLine($"error: tessera did not stop within {StopGraceSeconds} s of {signal} (it is blocked, e.g. in a plugin); exiting.");
+            Environment.Exit(exitCode);
+        }) { IsBackground = true, Name = "tessera-stop-grace" };
+        timer.Start();
     }
 
     /// <summary>

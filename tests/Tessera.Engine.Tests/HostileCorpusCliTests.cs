@@ -254,6 +254,37 @@ public sealed partial class HostileCorpusCliTests
     }
 
     [TestMethod]
+    public void SigtermEndsACommandBlockedInAPluginWithOneLineWithinTheGracePeriod()
+    {
+        var config = Path.Combine(_temp, "slow-plugins.json");
+        File.WriteAllText(config, "{\"pluginLoadTimeout\": 600}");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { TestPaths.CliDll, "generate", Prompt, "--config", config, "--plugin-path", TestPaths.Fixture("hanging"), "-o", Path.Combine(_temp, "out.png") })
+            psi.ArgumentList.Add(a);
+        psi.Environment["TESSERA_CACHE_DIR"] = Path.Combine(_temp, "cache");
+        psi.Environment.Remove("TESSERA_PLUGIN_PATH");
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        try
+        {
+            Thread.Sleep(2000); // the hanging plugin is loading by now (or soon: the signal is handled either way)
+            using (var kill = Process.Start("kill", ["-TERM", p.Id.ToString()])) kill.WaitForExit();
+            var watch = Stopwatch.StartNew();
+            Assert.IsTrue(p.WaitForExit(TimeSpan.FromSeconds(30)), "tessera ended after SIGTERM");
+            Assert.IsTrue(watch.Elapsed < TimeSpan.FromSeconds(25), $"it took {watch.Elapsed.TotalSeconds:F1} s");
+            p.WaitForExit();
+            var o = new Outcome(p.ExitCode, stdout.Result, stderr.Result, watch.Elapsed);
+            AssertOneLineError(o, "SIGTERM", "SIGTERM while a plugin hangs");
+            Assert.AreEqual(143, o.Code);
+        }
+        finally
+        {
+            if (!p.HasExited) p.Kill(entireProcessTree: true);
+        }
+    }
+
+    [TestMethod]
     public void AfterTheHostileInputsTheSameSeedStillGivesTheSameBytes()
     {
         var a = Path.Combine(_temp, "a.png");
