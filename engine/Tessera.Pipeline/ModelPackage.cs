@@ -56,8 +56,9 @@ public sealed class ModelPackage
     public const string ManifestFile = "manifest.json";
     public const string DefaultModelVariable = "TESSERA_MODEL";
 
-    private ModelPackage(string directory, PackageManifest manifest, PromptEncoder encoder, TextPlacement? placement)
+    private ModelPackage(string directory, PackageManifest manifest, PromptEncoder encoder, TextPlacement? placement, IReadOnlyDictionary<string, string> files)
     {
+        _files = files;
         Directory = directory;
         Manifest = manifest;
         Prompts = encoder;
@@ -78,7 +79,8 @@ public sealed class ModelPackage
 
     public bool Has(string stage) => Manifest.Files.ContainsKey(stage);
 
-    private IReadOnlyDictionary<string, string> _files = new Dictionary<string, string>();
+    /// <summary>Stage → full path, each resolved inside the package and checked to be a regular file when the package was opened.</summary>
+    private readonly IReadOnlyDictionary<string, string> _files;
 
     /// <summary>The manifest's file keys; anything else in "files" is an error (a typo would silently do nothing).</summary>
     public static readonly string[] FileKeys = ["ar", "decoder", "vq", "tokenizer", "placement"];
@@ -139,7 +141,7 @@ public sealed class ModelPackage
             if (placement.CoverageByCode.Count != manifest.Decoder.CodebookSize)
                 throw new ModelLoadException(placementPath, $"has {placement.CoverageByCode.Count} entries but the decoder's codebook has {manifest.Decoder.CodebookSize}. Re-run tessera package.");
         }
-        return new ModelPackage(directory, manifest, encoder, placement) { _files = files };
+        return new ModelPackage(directory, manifest, encoder, placement, files);
     }
 
     /// <summary>

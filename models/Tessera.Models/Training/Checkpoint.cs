@@ -62,8 +62,26 @@ public static class Checkpoint
         File.Move(temp, full, overwrite: true);
     }
 
+    /// <summary>True when the file is a complete checkpoint whose SHA-256 matches (no tensors are made).</summary>
+    public static bool Verify(string path)
+    {
+        try { ReadVerified(path); return true; }
+        catch (CheckpointException) { return false; }
+    }
+
     /// <summary>Reads and verifies a checkpoint. Throws <see cref="CheckpointException"/> naming the file when it is unusable.</summary>
     public static (JsonObject Metadata, Dictionary<string, Tensor> Tensors) Load(string path)
+    {
+        var all = ReadVerified(path);
+        try { return Parse(all, all.Length - 32); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
+        {
+            // The hash matched, so the writer wrote this: a checkpoint of another format or a hand-made file.
+            throw new CheckpointException($"Checkpoint {path} has a valid hash but an unreadable header ({e.GetType().Name}: {e.Message}); it was not written by this version of tessera.", e);
+        }
+    }
+
+    private static byte[] ReadVerified(string path)
     {
         byte[] all;
         try { all = Tessera.Abstractions.InputFiles.ReadAllBytes(path, "Checkpoint", Array.MaxLength); }
@@ -73,12 +91,7 @@ public static class Checkpoint
         var body = all.AsSpan(0, all.Length - 32);
         if (!SHA256.HashData(body).AsSpan().SequenceEqual(all.AsSpan(all.Length - 32)))
             throw new CheckpointException($"Checkpoint {path} is truncated or corrupt (its SHA-256 does not match); it was probably cut short while being written.");
-        try { return Parse(all, body.Length); }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
-        {
-            // The hash matched, so the writer wrote this: a checkpoint of another format or a hand-made file.
-            throw new CheckpointException($"Checkpoint {path} has a valid hash but an unreadable header ({e.GetType().Name}: {e.Message}); it was not written by this version of tessera.", e);
-        }
+        return all;
     }
 
     private static (JsonObject Metadata, Dictionary<string, Tensor> Tensors) Parse(byte[] all, int bodyLength)
@@ -141,11 +154,7 @@ public sealed class CheckpointStore(string directory, int keep = 3)
         }
     }
 
-    private static bool IsValid(string path)
-    {
-        try { foreach (var t in Checkpoint.Load(path).Tensors.Values) t.Dispose(); return true; }
-        catch (CheckpointException) { return false; }
-    }
+    private static bool IsValid(string path) => Checkpoint.Verify(path);
 
     /// <summary>
     /// The newest checkpoint that verifies; unusable newer ones are reported through <paramref name="warn"/> and

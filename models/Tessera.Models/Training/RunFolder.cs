@@ -66,11 +66,7 @@ public static class RunFolder
         catch (InvalidOperationException) { return false; }
     }
 
-    private static bool IsValid(string checkpoint)
-    {
-        try { foreach (var t in Checkpoint.Load(checkpoint).Tensors.Values) t.Dispose(); return true; }
-        catch (CheckpointException) { return false; }
-    }
+    private static bool IsValid(string checkpoint) => Checkpoint.Verify(checkpoint);
 
     private static string Describe(IReadOnlyList<string> checkpoints, long lossRows) =>
         string.Join("; ", new[]
