@@ -196,6 +196,21 @@ public sealed partial class HostileCorpusCliTests
         }
     }
 
+    [TestMethod]
+    public void AModelWithHugeFixedInputShapesIsAOneLineErrorBeforeAnythingIsAllocated()
+    {
+        foreach (var (dims, expected) in new[] { (new object[] { 100000, 100000, 100000 }, "holds 1000000000000000 elements"), (new object[] { 65536, 32768 }, "holds 2147483648 elements") })
+        {
+            var g = new global::Tessera.Onnx.OnnxGraphBuilder("huge");
+            var x = g.Input("x", global::Tessera.Abstractions.TensorElementType.Float32, global::Tessera.Onnx.OnnxGraphBuilder.Dims(dims));
+            g.Output(g.Node("Relu", x), "y", global::Tessera.Abstractions.TensorElementType.Float32, global::Tessera.Onnx.OnnxGraphBuilder.Dims(dims));
+            var file = Path.Combine(_temp, "huge.onnx");
+            File.WriteAllBytes(file, g.ToBytes());
+            var o = Run("run", file, "--iterations", "0");
+            AssertOneLineError(o, expected, string.Join("x", dims));
+        }
+    }
+
     /// <summary>Command lines a hostile user tried; placeholders: {temp}, {corpus}, {model}.</summary>
     private static readonly (string[] Args, string Expected)[] CommandLines =
     [

@@ -184,7 +184,8 @@ public sealed class PluginHost : IDisposable
         }
         }
 
-        var thread = new Thread(Load) { IsBackground = true, Name = $"tessera-plugin-load {Path.GetFileName(path)}" };
+        // 8 MiB of stack, as the main thread has: a plugin must not overflow here where it would not have before.
+        var thread = new Thread(Load, maxStackSize: 8 << 20) { IsBackground = true, Name = $"tessera-plugin-load {Path.GetFileName(path)}" };
         thread.Start();
         if (!thread.Join(options.PluginLoadTimeout))
         {
