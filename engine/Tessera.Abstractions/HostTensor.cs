@@ -35,10 +35,21 @@ public sealed class HostTensor : ITensorValue
         return new HostTensor(data, TensorElementTypes.Of<T>(), (long[])shape.Clone());
     }
 
-    /// <summary>A zero-filled tensor of the given type and shape.</summary>
+    /// <summary>Most elements a host tensor can hold (a managed array's limit); checked before allocating.</summary>
+    public static long MaxElements => Array.MaxLength;
+
+    /// <summary>
+    /// A zero-filled tensor of the given type and shape. Throws <see cref="ArgumentException"/> naming the shape,
+    /// before allocating, when the element count overflows or exceeds <see cref="MaxElements"/>.
+    /// </summary>
     public static HostTensor Zeros(TensorElementType type, params long[] shape)
     {
-        var data = Array.CreateInstance(type.ClrType(), checked((int)ElementCountOf(shape)));
+        long count;
+        try { count = ElementCountOf(shape); }
+        catch (OverflowException) { throw new ArgumentException($"Shape [{string.Join(", ", shape)}] has more elements than a 64-bit count holds; check the dimensions.", nameof(shape)); }
+        if (count > MaxElements)
+            throw new ArgumentException($"Shape [{string.Join(", ", shape)}] holds {count} elements; a host tensor holds at most {MaxElements}. Use smaller dimensions.", nameof(shape));
+        var data = Array.CreateInstance(type.ClrType(), (int)count);
         return new HostTensor(data, type, (long[])shape.Clone());
     }
 

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Tessera.Cli.Commands;
 
 namespace Tessera.Cli;
@@ -21,9 +22,55 @@ public static class Program
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(PackageCommand.Create());
         root.Subcommands.Add(ImportCommand.Create());
-        int code = root.Parse(args).Invoke();
+        int code;
+        try
+        {
+            var parse = root.Parse(args);
+            if (parse.Errors.Count > 0 && parse.Action is System.CommandLine.Invocation.ParseErrorAction)
+            {
+                // One line, .NET type names in words; the usage is one --help away.
+                var first = parse.Errors[0].Message;
+                Console.Error.WriteLine($"error: {CliErrors.Friendly(first)}{(parse.Errors.Count > 1 ? $" (and {parse.Errors.Count - 1} more)" : "")} See '{parse.CommandResult.Command.Name} --help'.");
+                code = CliErrors.UsageError;
+            }
+            else
+            {
+                // Our own SIGTERM/SIGINT handling (System.CommandLine's is off): the first signal cancels the command,
+                // which stops at its next step (training writes a checkpoint); a command that does not stop within the
+                // grace period, or a second signal, ends the process with one line.
+                using var stop = new CancellationTokenSource();
+                using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; Stop(stop, "SIGTERM", 143); });
+                using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; Stop(stop, "SIGINT", 130); });
+                code = parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null }, stop.Token)
+                    .GetAwaiter().GetResult();
+            }
+        }
+        catch (Exception e)
+        {
+            code = CliErrors.Report(e);
+        }
         if (Environment.GetEnvironmentVariable("TESSERA_DIAGNOSTICS") == "assemblies") ReportLoaded();
         return code;
+    }
+
+    /// <summary>Seconds a command has to stop after SIGTERM or Ctrl-C before the process exits anyway.</summary>
+    public const int StopGraceSeconds = 10;
+
+    private static void Stop(CancellationTokenSource stop, string signal, int exitCode)
+    {
+        if (stop.IsCancellationRequested)
+        {
+            Console.Error.WriteLine($"error: {signal} again; exiting now.");
+            Environment.Exit(exitCode);
+        }
+        stop.Cancel();
+        var timer = new Thread(() =>
+        {
+            Thread.Sleep(TimeSpan.FromSeconds(StopGraceSeconds));
+            Console.Error.WriteLine($"error: tessera did not stop within {StopGraceSeconds} s of {signal} (it is blocked, e.g. in a plugin); exiting.");
+            Environment.Exit(exitCode);
+        }) { IsBackground = true, Name = "tessera-stop-grace" };
+        timer.Start();
     }
 
     /// <summary>

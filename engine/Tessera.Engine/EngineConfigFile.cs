@@ -13,16 +13,16 @@ namespace Tessera.Engine;
 /// </summary>
 public static class EngineConfigFile
 {
-    private static readonly string[] TopLevelKeys = ["pluginPaths", "fallback", "cacheDirectory", "onnxRuntimePath", "plugins", "placement"];
+    private static readonly string[] TopLevelKeys = ["pluginPaths", "fallback", "cacheDirectory", "onnxRuntimePath", "plugins", "placement", "pluginLoadTimeout"];
     private static readonly string[] Stages = ["ar", "decoder", "vq"];
 
     public static EngineOptions Load(string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"Configuration file {path} does not exist.", path);
+        var text = InputFiles.ReadAllText(path, "Configuration file", InputFiles.MaxJsonBytes);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            doc = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
         }
         catch (JsonException e)
         {
@@ -56,6 +56,11 @@ public static class EngineConfigFile
                     break;
                 case "onnxRuntimePath":
                     options.OnnxRuntimePath = Path.GetFullPath(Path.Combine(baseDir, String(p.Value, p.Name, path)));
+                    break;
+                case "pluginLoadTimeout":
+                    options.PluginLoadTimeout = p.Value.ValueKind == JsonValueKind.Number && p.Value.TryGetDouble(out var seconds) && seconds is >= 0.1 and <= 3600
+                        ? TimeSpan.FromSeconds(seconds)
+                        : throw new InvalidDataException($"Configuration file {path}: 'pluginLoadTimeout' is {p.Value.GetRawText()}; give seconds from 0.1 to 3600.");
                     break;
                 case "plugins":
                     if (p.Value.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"Configuration file {path}: 'plugins' must be an object of plugin name → settings.");

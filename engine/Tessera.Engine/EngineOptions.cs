@@ -44,6 +44,13 @@ public sealed class EngineOptions
     /// <summary>A native onnxruntime to use instead of the packaged CPU build (a CUDA or CANN build); default $TESSERA_ONNXRUNTIME.</summary>
     public string? OnnxRuntimePath { get; set; }
 
+    /// <summary>
+    /// How long one plugin may take to load (constructor, ConfigureServices, creating its device providers) before
+    /// the host gives up on it and records it as failed. Default 30 s. A plugin runs in the host process: this bounds
+    /// a hang, it cannot stop a plugin that crashes the process (see docs/security.md).
+    /// </summary>
+    public TimeSpan PluginLoadTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary><c>plugins/</c> next to the running executable.</summary>
     public static string DefaultPluginDirectory => Path.Combine(AppContext.BaseDirectory, "plugins");
 

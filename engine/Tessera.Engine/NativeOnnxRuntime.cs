@@ -32,10 +32,19 @@ public static class NativeOnnxRuntime
                 throw new InvalidOperationException($"This process already uses the native onnxruntime {_chosen}; it cannot switch to {path}. Run a separate process.");
             if (!File.Exists(path))
                 throw new FileNotFoundException($"{Variable} / onnxRuntimePath is '{path}', which does not exist. Point it at a libonnxruntime.so (e.g. a CUDA or CANN build).", path);
+            Tessera.Abstractions.InputFiles.RequireRegularFile(path, $"{Variable} / onnxRuntimePath", Tessera.Abstractions.InputFiles.MaxOnnxBytes);
+            // Load it now, so a wrong file is one clear error here rather than a crash inside the first ONNX Runtime call.
+            if (!NativeLibrary.TryLoad(path, out var handle))
+                throw new InvalidDataException($"{Variable} / onnxRuntimePath is '{path}', which is not a loadable shared library for this machine. Point it at a libonnxruntime.so (e.g. a CUDA or CANN build).");
+            if (!NativeLibrary.TryGetExport(handle, "OrtGetApiBase", out _))
+            {
+                NativeLibrary.Free(handle);
+                throw new InvalidDataException($"{Variable} / onnxRuntimePath is '{path}', a shared library without OrtGetApiBase, so it is not ONNX Runtime. Point it at a libonnxruntime.so.");
+            }
             try
             {
                 NativeLibrary.SetDllImportResolver(typeof(OrtEnv).Assembly, (name, _, _) =>
-                    name is "onnxruntime" or "libonnxruntime" or "libonnxruntime.so" ? NativeLibrary.Load(path) : IntPtr.Zero);
+                    name is "onnxruntime" or "libonnxruntime" or "libonnxruntime.so" ? handle : IntPtr.Zero);
             }
             catch (InvalidOperationException)
             {

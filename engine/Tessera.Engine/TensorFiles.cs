@@ -22,10 +22,13 @@ public static partial class TensorFiles
         return t;
     }
 
+    /// <summary>Largest input tensor file read: 2 GiB (a managed array's limit).</summary>
+    public const long MaxInputBytes = int.MaxValue;
+
     public static HostTensor Read(string path, TensorSpec spec, long[] defaultShape)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"Input file {path} for '{spec.Name}' does not exist.");
-        var bytes = File.ReadAllBytes(path);
+        var bytes = InputFiles.ReadAllBytes(path, $"Input file for '{spec.Name}'", MaxInputBytes);
         if (path.EndsWith(".npy", StringComparison.OrdinalIgnoreCase)) return ReadNpy(path, bytes, spec);
         if (spec.Shape.Any(d => !d.IsFixed))
             throw new ArgumentException($"Input '{spec.Name}' has dynamic dimensions, so a raw file cannot say its shape; use a .npy file.");
@@ -40,13 +43,16 @@ public static partial class TensorFiles
     {
         if (bytes.Length < 10 || bytes[0] != 0x93 || Encoding.ASCII.GetString(bytes, 1, 5) != "NUMPY")
             throw new InvalidDataException($"{path} is not a NumPy .npy file (bad magic).");
+        if (bytes[6] is not (1 or 2 or 3) || bytes.Length < 12) throw new InvalidDataException($"{path} is a .npy version {bytes[6]} file; Tessera reads versions 1 to 3.");
         int headerLen = bytes[6] == 1 ? BitConverter.ToUInt16(bytes, 8) : BitConverter.ToInt32(bytes, 8);
         int start = bytes[6] == 1 ? 10 : 12;
+        if (headerLen < 0 || start + (long)headerLen > bytes.Length) throw new InvalidDataException($"{path} is truncated: its header says {headerLen} bytes but the file has {bytes.Length}.");
         var header = Encoding.ASCII.GetString(bytes, start, headerLen);
         var descr = DescrRegex().Match(header).Groups[1].Value;
         if (header.Contains("'fortran_order': True")) throw new InvalidDataException($"{path} is in Fortran order; save it in C order.");
         var shape = ShapeRegex().Match(header).Groups[1].Value
-            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(long.Parse).ToArray();
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(d => long.TryParse(d, out var v) && v >= 0 ? v : throw new InvalidDataException($"{path} has the shape entry '{d}', which is not a size.")).ToArray();
         var type = descr switch
         {
             "<f4" => TensorElementType.Float32, "<f2" => TensorElementType.Float16, "<i8" => TensorElementType.Int64,

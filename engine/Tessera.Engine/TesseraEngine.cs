@@ -17,7 +17,29 @@ public sealed class TesseraEngine : IDisposable
         Options = options;
         NativeOnnxRuntime.Apply(options);
         _plugins = PluginHost.Load(options);
-        Devices = new DeviceRegistry(_plugins.Loaded);
+        try
+        {
+            RequireKnownPluginSettings(options, _plugins);
+        }
+        catch
+        {
+            _plugins.Dispose();
+            throw;
+        }
+        Devices = new DeviceRegistry(_plugins.Loaded, _plugins.Statuses);
+    }
+
+    /// <summary>Settings for a plugin that is not installed would silently do nothing: an error naming the key.</summary>
+    private static void RequireKnownPluginSettings(EngineOptions options, PluginHost plugins)
+    {
+        var known = plugins.Statuses.Select(s => s.Name).OfType<string>()
+            .Concat(plugins.Statuses.Select(s => Path.GetFileName(Path.GetDirectoryName(s.Location) ?? "")))
+            .Concat(plugins.Statuses.Select(s => Path.GetFileName(s.Location)))
+            .ToHashSet(StringComparer.OrdinalIgnoreCase);
+        foreach (var name in options.PluginSettings.Keys)
+            if (!known.Contains(name))
+                throw new TesseraException($"The configuration has settings for plugin '{name}' (plugins.{name}), but no plugin of that name was found " +
+                    $"(found: {(plugins.Loaded.Count == 0 ? "none" : string.Join(", ", plugins.Loaded.Select(p => p.Plugin.Name)))}). Fix the name, or install the plugin / add its folder with --plugin-path.");
     }
 
     public EngineOptions Options { get; }

@@ -60,11 +60,16 @@ public sealed class ImageGenerator : IDisposable
     public sealed record PreparedRequest(GenerationRequest Request, Tessera.Data.Prompting.EncodedPrompt Prompt, TokenSampler Sampler,
         int[]? ForcedPreview, IReadOnlyList<string> Warnings, TimeSpan Encode);
 
-    /// <summary>Encodes the prompt (and the source image for image-to-image) and makes the request's seeded sampler.</summary>
+    /// <summary>
+    /// Checks the request (<see cref="GenerationLimits"/>: a <see cref="GenerationParameterException"/> naming the parameter),
+    /// encodes the prompt (and the source image for image-to-image) and makes the request's seeded sampler.
+    /// </summary>
     public PreparedRequest Prepare(GenerationRequest request)
     {
         var d = Package.Manifest.Sampling;
         var watch = Stopwatch.StartNew();
+        GenerationLimits.Validate(request, Package);
+        GenerationLimits.ValidatePrompt(request.Prompt, Package);
         var prompt = Package.Prompts.Encode(request.Prompt);
         var warnings = new List<string>();
         if (prompt.UnknownTokens.Count > 0)

@@ -56,8 +56,9 @@ public sealed class ModelPackage
     public const string ManifestFile = "manifest.json";
     public const string DefaultModelVariable = "TESSERA_MODEL";
 
-    private ModelPackage(string directory, PackageManifest manifest, PromptEncoder encoder, TextPlacement? placement)
+    private ModelPackage(string directory, PackageManifest manifest, PromptEncoder encoder, TextPlacement? placement, IReadOnlyDictionary<string, string> files)
     {
+        _files = files;
         Directory = directory;
         Manifest = manifest;
         Prompts = encoder;
@@ -71,17 +72,25 @@ public sealed class ModelPackage
     public PackageManifest Manifest { get; }
     public PromptEncoder Prompts { get; }
 
-    /// <summary>Path of a stage's file; throws naming the package and stage when the manifest has none.</summary>
-    public string FileFor(string stage) => Manifest.Files.TryGetValue(stage, out var f)
-        ? Path.Combine(Directory, f)
+    /// <summary>Path of a stage's file (checked at open: inside the package, a regular file); throws naming the package and stage when the manifest has none.</summary>
+    public string FileFor(string stage) => _files.TryGetValue(stage, out var f)
+        ? f
         : throw new ModelLoadException(Directory, $"has no '{stage}' stage in its manifest{(stage == "vq" ? " (image-to-image needs the VQ encoder)" : "")}.");
 
     public bool Has(string stage) => Manifest.Files.ContainsKey(stage);
+
+    /// <summary>Stage → full path, each resolved inside the package and checked to be a regular file when the package was opened.</summary>
+    private readonly IReadOnlyDictionary<string, string> _files;
+
+    /// <summary>The manifest's file keys; anything else in "files" is an error (a typo would silently do nothing).</summary>
+    public static readonly string[] FileKeys = ["ar", "decoder", "vq", "tokenizer", "placement"];
 
     /// <summary>Opens a package folder; every problem is a <see cref="ModelLoadException"/> naming the file and what to do.</summary>
     public static ModelPackage Open(string directory)
     {
         directory = Path.GetFullPath(directory);
+        if (File.Exists(directory))
+            throw new ModelLoadException(directory, "is a file, not a model package folder. Pass --model <folder> with a model package (manifest.json + ONNX files), or omit it to use the shipped default.");
         if (!System.IO.Directory.Exists(directory))
             throw new ModelLoadException(directory, "does not exist. Pass --model <folder> with a model package (manifest.json + ONNX files), or omit it to use the shipped default.");
         var manifestPath = Path.Combine(directory, ManifestFile);
@@ -90,35 +99,49 @@ public sealed class ModelPackage
         PackageManifest manifest;
         try
         {
-            manifest = JsonSerializer.Deserialize<PackageManifest>(File.ReadAllText(manifestPath), PackageManifest.Json)
+            var text = InputFiles.ReadAllText(InputFiles.ResolveInside(directory, ManifestFile, directory, ManifestFile, InputFiles.MaxJsonBytes), "Manifest");
+            manifest = JsonSerializer.Deserialize<PackageManifest>(text, PackageManifest.Json)
                 ?? throw new JsonException("empty");
         }
         catch (JsonException e)
         {
             throw new ModelLoadException(manifestPath, $"is not a valid manifest: {e.Message}", e);
         }
-        foreach (var stage in new[] { "ar", "decoder", "tokenizer" })
-            if (!manifest.Files.ContainsKey(stage)) throw new ModelLoadException(manifestPath, $"lists no '{stage}' file.");
+        catch (Exception e) when (e is InvalidDataException or IOException)
+        {
+            throw new ModelLoadException(manifestPath, $"cannot be read: {e.Message}", e);
+        }
+        ManifestRules.Check(manifest, manifestPath);
+        var files = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (stage, file) in manifest.Files)
-            if (!File.Exists(Path.Combine(directory, file)))
-                throw new ModelLoadException(Path.Combine(directory, file), $"is missing from the package (the manifest's '{stage}' file). Re-copy or re-export the package.");
-        var tokenizerPath = Path.Combine(directory, manifest.Files["tokenizer"]);
+        {
+            try
+            {
+                long limit = file.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) || stage is "ar" or "decoder" or "vq" ? InputFiles.MaxOnnxBytes : InputFiles.MaxJsonBytes;
+                files[stage] = InputFiles.ResolveInside(directory, file, manifestPath, $"files.{stage}", limit);
+            }
+            catch (FileNotFoundException e) { throw new ModelLoadException(e.FileName ?? Path.Combine(directory, file), $"is missing from the package (the manifest's '{stage}' file). Re-copy or re-export the package.", e); }
+            catch (InvalidDataException e) { throw new ModelLoadException(manifestPath, $"cannot be used: {(e.Message.StartsWith(manifestPath + ": ", StringComparison.Ordinal) ? e.Message[(manifestPath.Length + 2)..] : e.Message)}", e); }
+        }
+        var tokenizerPath = files["tokenizer"];
         PromptEncoder encoder;
-        try { encoder = PromptEncoder.FromJson(File.ReadAllText(tokenizerPath), tokenizerPath); }
-        catch (InvalidDataException e) { throw new ModelLoadException(tokenizerPath, e.Message, e); }
+        try { encoder = PromptEncoder.FromJson(InputFiles.ReadAllText(tokenizerPath, "Tokenizer table"), tokenizerPath); }
+        catch (Exception e) when (e is InvalidDataException or JsonException or IOException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
+        { throw new ModelLoadException(tokenizerPath, $"is not a valid tokenizer table: {e.Message}", e); }
+        if (encoder.Vocabulary.CodebookSize != manifest.Ar.CodebookSize)
+            throw new ModelLoadException(tokenizerPath, $"is for a codebook of {encoder.Vocabulary.CodebookSize} codes but the manifest's AR has {manifest.Ar.CodebookSize}. Re-run tessera package.");
         TextPlacement? placement = null;
         if (manifest.Decoder.GlyphImage)
         {
-            if (!manifest.Files.TryGetValue("placement", out var placementFile))
+            if (!files.TryGetValue("placement", out var placementPath))
                 throw new ModelLoadException(manifestPath, "has a decoder that takes a glyph image but lists no 'placement' file (the token → text-coverage table). Re-run tessera package.");
-            var placementPath = Path.Combine(directory, placementFile);
-            try { placement = TextPlacement.Load(placementPath); }
-            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+            try { InputFiles.RequireRegularFile(placementPath, "Placement table", InputFiles.MaxJsonBytes); placement = TextPlacement.Load(placementPath); }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or InvalidDataException or NullReferenceException or ArgumentException)
             { throw new ModelLoadException(placementPath, $"is not a valid placement table: {e.Message}", e); }
             if (placement.CoverageByCode.Count != manifest.Decoder.CodebookSize)
                 throw new ModelLoadException(placementPath, $"has {placement.CoverageByCode.Count} entries but the decoder's codebook has {manifest.Decoder.CodebookSize}. Re-run tessera package.");
         }
-        return new ModelPackage(directory, manifest, encoder, placement);
+        return new ModelPackage(directory, manifest, encoder, placement, files);
     }
 
     /// <summary>

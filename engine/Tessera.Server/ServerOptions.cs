@@ -20,4 +20,12 @@ public sealed record ServerOptions
     public int MaxPromptChars { get; init; } = 1000;
     /// <summary>Largest request body (edits carry an image).</summary>
     public long MaxBodyBytes { get; init; } = 8 << 20;
+    /// <summary>Largest source image for edits, checked from its header before it is decoded (default 4096 per side, 16 MP).</summary>
+    public Tessera.Data.ImageLimits ImageLimits { get; init; } = Tessera.Data.ImageLimits.Default;
+    /// <summary>
+    /// Host names (the Host header) the server answers besides loopback names (localhost, *.localhost) and IP
+    /// literals; "*" allows any. Checking the Host header stops DNS rebinding: a web page on evil.example that
+    /// re-points its name at 127.0.0.1 still sends "Host: evil.example", and is refused.
+    /// </summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = [];
 }

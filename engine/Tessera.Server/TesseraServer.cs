@@ -42,18 +42,36 @@ public sealed class TesseraServer : IAsyncDisposable
         if (!IPAddress.TryParse(options.Host, out var address) && options.Host != "localhost")
             throw new ArgumentException($"--host '{options.Host}' is not an IP address; use 127.0.0.1 (default), 0.0.0.0 for every interface, or a specific address.");
         if (options.Port is < 0 or > 65535) throw new ArgumentException($"--port {options.Port} is not a port (0-65535; 0 picks a free one).");
+        if (options.MaxN < 1 || options.MaxN > GenerationLimits.MaxImages)
+            throw new ArgumentException($"--max-n is {options.MaxN}; it must be from 1 to {GenerationLimits.MaxImages}.");
+        if (options.MaxN > batching.Options.QueueCapacity)
+            throw new ArgumentException($"--queue {batching.Options.QueueCapacity} is smaller than --max-n {options.MaxN}, so a request for {options.MaxN} images could never be queued; raise --queue or lower --max-n.");
+        foreach (var h in options.AllowedHosts)
+            if (string.IsNullOrWhiteSpace(h) || h.Contains('/') || h.Contains(' '))
+                throw new ArgumentException($"--allowed-host '{h}' is not a host name; give a name such as images.example.com, or * for any.");
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+            k.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(Math.Min(30, options.RequestTimeout.TotalSeconds));
             if (address is null) k.ListenLocalhost(options.Port);
             else k.Listen(address, options.Port);
         });
-        var app = builder.Build();
+        WebApplication app;
+        try { app = builder.Build(); }
+        catch (Exception e) when (e is not ArgumentException) { throw new IOException($"The server could not be set up on {options.Host}:{options.Port}: {e.Message}", e); }
         var server = new TesseraServer(app, batching, options, log ?? TextWriter.Null);
         server.Map();
-        await app.StartAsync();
+        try { await app.StartAsync(); }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or InvalidOperationException)
+        {
+            await app.DisposeAsync();
+            var why = e.InnerException?.Message ?? e.Message;
+            if (why.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+                throw new IOException($"Port {options.Port} on {options.Host} is in use; pass --port with a free port (or 0 for any).", e);
+            throw new IOException($"Cannot listen on {options.Host}:{options.Port}: {why}. Use an address of this machine (127.0.0.1 by default, 0.0.0.0 for every interface).", e);
+        }
         var bound = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         server.BaseAddress = new Uri(bound.Replace("[::]", "127.0.0.1").Replace("0.0.0.0", "127.0.0.1") + "/");
         return server;
@@ -75,14 +93,26 @@ public sealed class TesseraServer : IAsyncDisposable
         _app.Use(async (ctx, next) =>
         {
             var watch = Stopwatch.StartNew();
-            if (_options.ApiKey is { } key && ctx.Request.Path.StartsWithSegments("/v1")
-                && ctx.Request.Headers.Authorization.ToString() != $"Bearer {key}")
+            if (!HostAllowed(ctx.Request.Host.Host))
+            {
+                await Write(ctx, new ApiError(400, $"Host '{ctx.Request.Host.Host}' is not served here (a guard against DNS rebinding); " +
+                    "use 127.0.0.1 or localhost, or start tessera serve with --allowed-host <name> for this name.", type: "invalid_request_error", code: "host_not_allowed"));
+            }
+            else if (_options.ApiKey is { } key && ctx.Request.Path.StartsWithSegments("/v1") && !KeyMatches(ctx.Request.Headers.Authorization.ToString(), key))
             {
                 await Write(ctx, new ApiError(401, "Missing or wrong API key: send the header 'Authorization: Bearer <key>'.", type: "authentication_error"));
             }
             else
             {
                 await next(ctx);
+                // Routing answers unknown paths and methods with an empty body; give them the documented JSON error.
+                if (!ctx.Response.HasStarted && ctx.Response.StatusCode is 404 or 405 && ctx.Response.ContentType is null)
+                {
+                    var status = ctx.Response.StatusCode;
+                    await Write(ctx, status == 404
+                        ? new ApiError(404, $"No endpoint {ctx.Request.Path}. Endpoints: POST /v1/images/generations, POST /v1/images/edits, GET /v1/models, GET /health, GET /metrics, GET /.", type: "not_found_error")
+                        : new ApiError(405, $"{ctx.Request.Method} is not allowed on {ctx.Request.Path}{(ctx.Response.Headers.Allow.Count > 0 ? $"; use {ctx.Response.Headers.Allow}" : "")}.", type: "invalid_request_error", code: "method_not_allowed"));
+                }
             }
             _log.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {ctx.Request.Method} {ctx.Request.Path} {ctx.Response.StatusCode} {watch.Elapsed.TotalMilliseconds:F0} ms{(ctx.RequestAborted.IsCancellationRequested ? " (client disconnected)" : "")}");
         });
@@ -113,10 +143,14 @@ public sealed class TesseraServer : IAsyncDisposable
     private async Task Handle(HttpContext ctx, bool edit)
     {
         using var timeout = new CancellationTokenSource(_options.RequestTimeout);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, timeout.Token);
+        bool parsed = false;
         try
         {
-            var request = await Parse(ctx, edit);
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, timeout.Token);
+            var request = await Parse(ctx, edit, linked.Token); // the timeout covers reading the body too
+            parsed = true;
+            if (request.N > _batching.Options.QueueCapacity)
+                throw ApiError.BadRequest($"'n' is {request.N} but the server queues at most {_batching.Options.QueueCapacity} images; ask for fewer.", "n");
             var channel = request.Stream ? Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true }) : null;
             var tasks = new List<Task<GenerationResult>>();
             try
@@ -149,11 +183,13 @@ public sealed class TesseraServer : IAsyncDisposable
                     }
                     var results = await Task.WhenAll(tasks);
                     await ctx.Response.WriteAsync($"event: result\ndata: {ResultJson(request, results).ToJsonString(Indented)}\n\n", linked.Token);
+                    _batching.Metrics.RecordRequest("completed");
                 }
-                catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested) { }
+                catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested) { _batching.Metrics.RecordRequest("cancelled"); }
                 catch (Exception e) when (!ctx.RequestAborted.IsCancellationRequested)
                 {
-                    var error = Describe(e, timeout.IsCancellationRequested);
+                    var error = Describe(e, timeout.IsCancellationRequested, parsed);
+                    _batching.Metrics.RecordRequest(Outcome(error));
                     await ctx.Response.WriteAsync($"event: error\ndata: {error.ToJson().ToJsonString(Indented)}\n\n");
                 }
                 return;
@@ -166,38 +202,83 @@ public sealed class TesseraServer : IAsyncDisposable
             }
             catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
             {
+                _batching.Metrics.RecordRequest("cancelled");
                 return; // the client went away; its work was cancelled between steps
             }
             await Write(ctx, 200, ResultJson(request, done));
+            _batching.Metrics.RecordRequest("completed");
         }
         catch (Exception e) when (!ctx.RequestAborted.IsCancellationRequested)
         {
-            var error = e is QueueFullException full ? new ApiError(429, full.Message, type: "rate_limit_error", code: "queue_full") : Describe(e, timeout.IsCancellationRequested);
+            var error = e is QueueFullException full ? new ApiError(429, full.Message, type: "rate_limit_error", code: "queue_full") : Describe(e, timeout.IsCancellationRequested, parsed);
+            _batching.Metrics.RecordRequest(Outcome(error));
             if (e is QueueFullException q) ctx.Response.Headers.RetryAfter = ((int)Math.Ceiling(q.RetryAfter.TotalSeconds)).ToString();
             if (!ctx.Response.HasStarted) await Write(ctx, error);
         }
-        catch (OperationCanceledException) { }
+        catch (OperationCanceledException) { _batching.Metrics.RecordRequest("cancelled"); }
     }
 
-    private ApiError Describe(Exception e, bool timedOut) => e switch
+    private static string Outcome(ApiError error) => error.Status switch
+    {
+        429 => "rejected", 504 or 408 => "timeout", >= 500 => "failed", _ => "invalid",
+    };
+
+    /// <summary>Loopback names and IP literals always; other names only when the operator allowed them.</summary>
+    private bool HostAllowed(string host)
+    {
+        if (host.Length == 0) return false;
+        if (_options.AllowedHosts.Contains("*")) return true;
+        var bare = host.Trim('[', ']');
+        if (IPAddress.TryParse(bare, out _)) return true; // a rebinding page can only ever send its own name, never an IP literal
+        if (bare.Equals("localhost", StringComparison.OrdinalIgnoreCase) || bare.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase)) return true;
+        return _options.AllowedHosts.Any(h => h.Equals(bare, StringComparison.OrdinalIgnoreCase)
+            || (h.StartsWith("*.", StringComparison.Ordinal) && bare.EndsWith(h[1..], StringComparison.OrdinalIgnoreCase)));
+    }
+
+    /// <summary>"Bearer &lt;key&gt;" with the scheme in any case (RFC 9110), the key compared in constant time.</summary>
+    private static bool KeyMatches(string header, string key)
+    {
+        var space = header.IndexOf(' ');
+        if (space < 0 || !header[..space].Equals("Bearer", StringComparison.OrdinalIgnoreCase)) return false;
+        // Hash both sides first so the comparison takes the same time whatever the lengths.
+        var given = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(header[(space + 1)..].Trim()));
+        var expected = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key));
+        return System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(given, expected);
+    }
+
+    private ApiError Describe(Exception e, bool timedOut, bool parsed = true) => e switch
     {
         ApiError a => a,
+        OperationCanceledException when timedOut && !parsed => new ApiError(408, $"The request body did not arrive within {_options.RequestTimeout.TotalSeconds:F0} s; send it faster.", type: "timeout"),
         OperationCanceledException when timedOut => new ApiError(504, $"The request did not finish within {_options.RequestTimeout.TotalSeconds:F0} s and was cancelled. Ask for fewer images or steps, or retry when the server is less busy.", type: "timeout"),
         Tessera.Data.Prompting.PromptException p => ApiError.BadRequest(p.Message, "prompt"),
+        GenerationParameterException g => ApiError.BadRequest(g.Message, g.Parameter),
         BadHttpRequestException b => new ApiError(b.StatusCode, b.Message),
         _ => new ApiError(500, $"Generation failed: {e.Message}", type: "server_error"),
     };
 
-    private async Task<ImageRequest> Parse(HttpContext ctx, bool edit)
+    private async Task<ImageRequest> Parse(HttpContext ctx, bool edit, CancellationToken cancel)
     {
         if (edit && ctx.Request.HasFormContentType)
         {
-            var form = await ctx.Request.ReadFormAsync(ctx.RequestAborted);
-            byte[]? image = null;
-            if (form.Files.GetFile("image") is { } file)
+            if (!ctx.Request.ContentType!.Contains("multipart/form-data", StringComparison.OrdinalIgnoreCase))
+                throw new ApiError(415, $"Send edits as multipart/form-data or application/json (got '{ctx.Request.ContentType}').");
+            IFormCollection form;
+            try { form = await ctx.Request.ReadFormAsync(cancel); }
+            catch (Exception e) when (e is InvalidDataException or IOException or FormatException or InvalidOperationException && e is not BadHttpRequestException)
             {
+                // Boundary missing or mismatched, a truncated part, a header too long: the client's body is malformed.
+                throw ApiError.BadRequest($"The multipart body is malformed: {e.Message} Send multipart/form-data with a boundary, an 'image' file part and text fields.");
+            }
+            byte[]? image = null;
+            if (form.Files.Count > 0)
+            {
+                var files = form.Files.Where(f => f.Name == "image").ToList();
+                if (form.Files.FirstOrDefault(f => f.Name != "image") is { } other)
+                    throw ApiError.BadRequest($"Unknown file field '{other.Name}'; the only file field is 'image'.", other.Name);
+                if (files.Count > 1) throw ApiError.BadRequest($"Field 'image' is given {files.Count} times; send one image.", "image");
                 using var ms = new MemoryStream();
-                await file.CopyToAsync(ms, ctx.RequestAborted);
+                await files[0].CopyToAsync(ms, cancel);
                 image = ms.ToArray();
             }
             return ImageRequest.FromForm(new FormAdapter(form), image, Package, _options);
@@ -207,7 +288,7 @@ public sealed class TesseraServer : IAsyncDisposable
         JsonDocument doc;
         try
         {
-            doc = await JsonDocument.ParseAsync(ctx.Request.Body, default, ctx.RequestAborted);
+            doc = await JsonDocument.ParseAsync(ctx.Request.Body, default, cancel);
         }
         catch (JsonException e)
         {
@@ -260,5 +341,7 @@ public sealed class TesseraServer : IAsyncDisposable
     private sealed class FormAdapter(IFormCollection form) : IFormCollectionLike
     {
         public string? Get(string name) => form.TryGetValue(name, out var v) && v.Count > 0 ? v[0] : null;
+        public IEnumerable<string> Names => form.Keys.Concat(form.Files.Select(f => f.Name)).Distinct(StringComparer.Ordinal);
+        public int Count(string name) => (form.TryGetValue(name, out var v) ? v.Count : 0) + form.Files.Count(f => f.Name == name);
     }
 }

@@ -53,7 +53,7 @@ public static class LossPlot
         }
         using var image = surface.Snapshot();
         using var data = image.Encode(SKEncodedImageFormat.Png, 100);
-        var temp = pngPath + ".tmp";
+        var temp = $"{pngPath}.{Environment.ProcessId}.tmp"; // the pid lets a later run tell an orphan from a live write
         File.WriteAllBytes(temp, data.ToArray());
         File.Move(temp, pngPath, overwrite: true);
     }

@@ -193,7 +193,7 @@ public sealed class CliTests
         File.WriteAllText(notImage, "not a picture");
         var cases = new (string[] Args, string Expected)[]
         {
-            (["generate", "   "], "prompt is empty"),
+            (["generate", "   "], "the prompt is required"),
             (["generate", string.Join(" ", Enumerable.Repeat("red", 60))], "limit is 48"),
             (["generate", MoonPrompt, "--model", Path.Combine(_temp, "nowhere")], Path.Combine(_temp, "nowhere")),
             (["generate", MoonPrompt, "--image", notImage], notImage),

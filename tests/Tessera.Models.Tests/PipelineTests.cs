@@ -108,8 +108,8 @@ public sealed class PipelineTests
     {
         using var engine = Engine();
         using var generator = new ImageGenerator(engine, _package, "cpu:0", "cpu:0");
-        StringAssert.Contains(Assert.ThrowsExactly<PromptException>(() => generator.Generate(new GenerationRequest("  "))).Message, "empty");
-        StringAssert.Contains(Assert.ThrowsExactly<PromptException>(() => generator.Generate(new GenerationRequest(string.Join(" ", Enumerable.Repeat("red", 80))))).Message, "limit");
+        StringAssert.Contains(Assert.ThrowsExactly<GenerationParameterException>(() => generator.Generate(new GenerationRequest("  "))).Message, "empty");
+        StringAssert.Contains(Assert.ThrowsExactly<GenerationParameterException>(() => generator.Generate(new GenerationRequest(string.Join(" ", Enumerable.Repeat("red", 80))))).Message, "limit");
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => new ImageGenerator(engine, _package, "npu:3", "cpu:0")).Message, "Unknown device 'npu:3'");
 
         var missing = Path.Combine(_dir, "no-such-model");

@@ -84,7 +84,8 @@ public sealed class ServerTests
         var models = await Json(await s.Client.GetAsync("v1/models"));
         Assert.AreEqual("tessera-tiny", models.GetProperty("data")[0].GetProperty("id").GetString());
         var metrics = await s.Client.GetStringAsync("metrics");
-        StringAssert.Contains(metrics, "tessera_requests_total{outcome=\"completed\"} 2");
+        StringAssert.Contains(metrics, "tessera_requests_total{outcome=\"completed\"} 1", "one request");
+        StringAssert.Contains(metrics, "tessera_images_total{outcome=\"completed\"} 2", "of two images");
         StringAssert.Contains(metrics, "tessera_stage_latency_seconds_count{stage=\"decoder\"} 2");
         StringAssert.Contains(metrics, "tessera_ar_tokens_per_second");
     }
@@ -122,7 +123,7 @@ public sealed class ServerTests
     [TestMethod]
     public async Task AFullQueueAnswers429WithRetryAfterAndTheServerKeepsServing()
     {
-        await using var s = await Running.Start(new ServerOptions { Batching = BatchingOptions.Off with { QueueCapacity = 1 } });
+        await using var s = await Running.Start(new ServerOptions { MaxN = 1, Batching = BatchingOptions.Off with { QueueCapacity = 1 } });
         var body = $"{{\"prompt\": {JsonSerializer.Serialize(Prompt)}, \"steps\": 30}}";
         var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => s.Generate(body)));
         var refused = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();

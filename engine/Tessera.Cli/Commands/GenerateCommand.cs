@@ -29,9 +29,13 @@ public static class GenerateCommand
         cmd.SetAction((parse, cancel) => Task.FromResult(CliErrors.Run(() =>
         {
             int n = parse.GetValue(count);
-            if (n is < 1 or > 64) throw new ArgumentException($"--n is {n}; it must be from 1 to 64.");
-            if (parse.GetValue(steps) is int st && st is < 1 or > 1000) throw new ArgumentException($"--steps is {st}; it must be from 1 to 1000.");
+            // The same checks as the server and the C# API (GenerationLimits), before anything is loaded.
+            GenerationLimits.ValidateCount(parse.GetValue(seed), n, GenerationLimits.MaxImages, GenerationLimits.CliName);
+            var outPath = OutputFiles.Check(parse.GetValue(output)!.FullName, "-o");
             var package = ModelPackage.Open(parse.GetValue(model)?.FullName ?? ModelPackage.DefaultDirectory());
+            GenerationLimits.ValidatePrompt(parse.GetValue(prompt), package, GenerationLimits.MaxPromptChars, GenerationLimits.CliName);
+            var check = new GenerationRequest(parse.GetValue(prompt)!) { Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg), Temperature = parse.GetValue(temperature) };
+            GenerationLimits.Validate(check, package, GenerationLimits.CliName);
             byte[]? source = null;
             if (parse.GetValue(image) is { } img)
                 source = ImageFiles.ReadRgb(img.FullName, package.Manifest.Decoder.ImageSize).Rgb;
@@ -44,7 +48,6 @@ public static class GenerateCommand
             Console.Error.WriteLine($"model {package.Manifest.Name} ({package.Directory}); AR on {generator.ArDevice}, decoder on {generator.DecoderDevice}");
             foreach (var note in generator.FallbackNotes) Console.Error.WriteLine($"fallback: {note}");
 
-            var outPath = parse.GetValue(output)!.FullName;
             var requests = Enumerable.Range(0, n).Select(i => new GenerationRequest(parse.GetValue(prompt)!)
             {
                 Seed = parse.GetValue(seed) + (ulong)i, Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg),
@@ -61,8 +64,7 @@ public static class GenerateCommand
                 if (!Console.IsErrorRedirected && pipelinedResults is null) Console.Error.WriteLine();
                 foreach (var w in result.Warnings) Console.Error.WriteLine($"warning: {w}");
                 var path = n == 1 ? outPath : Path.Combine(Path.GetDirectoryName(outPath)!, $"{Path.GetFileNameWithoutExtension(outPath)}-{i}{Path.GetExtension(outPath)}");
-                Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                File.WriteAllBytes(path, result.Png);
+                OutputFiles.Write(path, result.Png, "-o");
                 var t = result.Timings;
                 Console.WriteLine($"wrote {path} ({result.Size}x{result.Size}, seed {request.Seed})");
                 Console.WriteLine($"  encode {t.Encode.TotalMilliseconds:F0} ms | AR prefill {t.ArPrefill.TotalMilliseconds:F0} ms + decode {t.ArDecode.TotalMilliseconds:F0} ms " +

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Diagnostics;
 using Tessera.Abstractions;
 using Tessera.Engine;
-using Tessera.Engine;
 
 namespace Tessera.Cli.Commands;
 
@@ -33,8 +32,11 @@ public static class RunCommand
     private static int Execute(ParseResult parse, FileInfo modelFile, string deviceName, string[] inputSpecs, string[] dimSpecs,
         int iterations, int seed, DirectoryInfo? save, bool noCache, bool showPlacement = false)
     {
-        if (!modelFile.Exists) throw new FileNotFoundException($"Model file {modelFile.FullName} does not exist.");
-        if (iterations < 0) throw new ArgumentException("--iterations must be 0 or more.");
+        if (!modelFile.Exists && !Directory.Exists(modelFile.FullName)) throw new FileNotFoundException($"Model file {modelFile.FullName} does not exist.");
+        InputFiles.RequireRegularFile(modelFile.FullName, "Model file", InputFiles.MaxOnnxBytes);
+        if (iterations is < 0 or > MaxIterations) throw new ArgumentException($"--iterations is {iterations}; it must be from 0 to {MaxIterations}.");
+        if (save is not null && File.Exists(save.FullName))
+            throw new ArgumentException($"--save {save.FullName} is a file; give a folder to write <output>.npy files into.");
         var dimValues = dimSpecs.Select(ParsePair).ToDictionary(p => p.Key, p => long.TryParse(p.Value, out var v) && v > 0
             ? v : throw new ArgumentException($"--dim {p.Key}={p.Value}: the size must be a positive whole number."));
         var given = inputSpecs.Select(ParsePair).ToDictionary(p => p.Key, p => p.Value);
@@ -62,6 +64,24 @@ public static class RunCommand
         foreach (var name in given.Keys)
             if (m.Inputs.All(i => i.Name != name))
                 throw new ArgumentException($"--input {name}: the model has no input named '{name}'. Inputs: {string.Join(", ", m.Inputs.Select(i => i.Name))}.");
+        var symbols = m.Inputs.SelectMany(i => i.Shape).Select(d => d.Symbol).OfType<string>().ToHashSet(StringComparer.Ordinal);
+        foreach (var name in dimValues.Keys)
+            if (!symbols.Contains(name))
+                throw new ArgumentException($"--dim {name}: the model's inputs have no dynamic dimension named '{name}'. " +
+                    (symbols.Count == 0 ? "They have fixed shapes only." : $"Dynamic dimensions: {string.Join(", ", symbols.Order(StringComparer.Ordinal))}."));
+        long totalBytes = 0;
+        foreach (var spec in m.Inputs)
+        {
+            var shape = spec.Shape.Select(d => d.Size ?? dimValues.GetValueOrDefault(d.Symbol ?? "", 1)).ToArray();
+            long count;
+            try { count = HostTensor.ElementCountOf(shape); totalBytes = checked(totalBytes + checked(count * spec.ElementType.SizeOf())); }
+            catch (OverflowException) { throw new ArgumentException($"Input '{spec.Name}' with shape [{string.Join(", ", shape)}] is too large to count; use smaller --dim values."); }
+            if (count > HostTensor.MaxElements)
+                throw new ArgumentException($"Input '{spec.Name}' with shape [{string.Join(", ", shape)}] holds {count} elements; at most {HostTensor.MaxElements} fit in one tensor. Use smaller --dim values.");
+        }
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (totalBytes > available / 2)
+            throw new ArgumentException($"The inputs need {InputFiles.Describe(totalBytes)} but this process has {InputFiles.Describe(available)} of memory; use smaller --dim values.");
         var rng = new Random(seed);
         var feeds = new Dictionary<string, ITensorValue>();
         foreach (var spec in m.Inputs)
@@ -98,6 +118,8 @@ public static class RunCommand
             : $"time     first {first.Elapsed.TotalMilliseconds:F3} ms");
         return 0;
     }
+
+    private const int MaxIterations = 100_000;
 
     private static KeyValuePair<string, string> ParsePair(string text)
     {

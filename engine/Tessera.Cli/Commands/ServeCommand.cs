@@ -24,9 +24,13 @@ public static class ServeCommand
         var timeout = new Option<int>("--timeout") { Description = "Seconds before a request is cancelled and answered 504.", DefaultValueFactory = _ => 120 };
         var maxN = new Option<int>("--max-n") { Description = "Most images per request.", DefaultValueFactory = _ => 4 };
         var noBatching = new Option<bool>("--no-batching") { Description = "One request at a time per stage." };
+        var allowedHosts = new Option<string[]>("--allowed-host")
+        {
+            Description = "A host name (Host header) to answer besides localhost and IP addresses, e.g. images.example.com or *.example.com; * allows any. Repeatable. Guards against DNS rebinding.",
+        };
         var cmd = new Command("serve", "Serve the images API (OpenAI-style /v1/images/generations and /edits, /v1/models, /health, /metrics) and a web page at /, batching concurrent requests.")
         {
-            model, device, arDevice, decoderDevice, host, port, apiKey, maxBatch, queue, window, timeout, maxN, noBatching,
+            model, device, arDevice, decoderDevice, host, port, apiKey, maxBatch, queue, window, timeout, maxN, noBatching, allowedHosts,
         };
         cmd.SetAction((parse, cancel) => CliErrors.RunAsync(async () =>
         {
@@ -43,13 +47,17 @@ public static class ServeCommand
                     MaxArBatch = parse.GetValue(maxBatch), MaxDecoderBatch = parse.GetValue(maxBatch), QueueCapacity = parse.GetValue(queue),
                     Window = TimeSpan.FromMilliseconds(parse.GetValue(window)),
                 };
-                if (parse.GetValue(timeout) < 1) throw new ArgumentException("--timeout must be at least 1 second.");
-                if (parse.GetValue(maxN) < 1) throw new ArgumentException("--max-n must be at least 1.");
+                if (parse.GetValue(timeout) is < 1 or > 86400) throw new ArgumentException($"--timeout is {parse.GetValue(timeout)}; it must be from 1 to 86400 seconds.");
+                if (parse.GetValue(maxN) is < 1 or > GenerationLimits.MaxImages) throw new ArgumentException($"--max-n is {parse.GetValue(maxN)}; it must be from 1 to {GenerationLimits.MaxImages}.");
+                if (parse.GetValue(maxN) > parse.GetValue(queue))
+                    throw new ArgumentException($"--queue {parse.GetValue(queue)} is smaller than --max-n {parse.GetValue(maxN)}, so a request for {parse.GetValue(maxN)} images could never be queued; raise --queue or lower --max-n.");
+                if (parse.GetValue(window) is < 0 or > 10_000) throw new ArgumentException($"--window-ms is {parse.GetValue(window)}; it must be from 0 to 10000.");
                 using var generatorQueue = new BatchingGenerator(generator, batching);
                 var serverOptions = new ServerOptions
                 {
                     Host = parse.GetValue(host)!, Port = parse.GetValue(port), ApiKey = parse.GetValue(apiKey) ?? Environment.GetEnvironmentVariable("TESSERA_API_KEY"),
                     Batching = batching, RequestTimeout = TimeSpan.FromSeconds(parse.GetValue(timeout)), MaxN = parse.GetValue(maxN),
+                    AllowedHosts = parse.GetValue(allowedHosts) ?? [],
                 };
                 await using var server = await TesseraServer.StartAsync(generatorQueue, serverOptions, Console.Error);
                 Console.WriteLine($"tessera serve: model {package.Manifest.Name} on ar {generator.ArDevice}, decoder {generator.DecoderDevice}; " +
@@ -60,9 +68,9 @@ public static class ServeCommand
                 catch (OperationCanceledException) { Console.Error.WriteLine("stopping"); }
                 return 0;
             }
-            catch (IOException e) when (e.Message.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            catch (IOException e)
             {
-                Console.Error.WriteLine($"error: port {parse.GetValue(port)} on {parse.GetValue(host)} is in use; pass --port with a free port (or 0 for any).");
+                Console.Error.WriteLine($"error: {e.Message}");
                 return 1;
             }
         }));

@@ -17,9 +17,10 @@ public static class TrainCommand
             var output = new Option<DirectoryInfo>("--out") { Description = "Run folder: checkpoints/, loss.csv, loss.png.", Required = true };
             var resume = new Option<bool>("--resume") { Description = "Continue from the newest valid checkpoint in --out." };
             var steps = new Option<long?>("--stop-after") { Description = "Stop after this step (the schedule still uses the config's steps)." };
-            var cmd = new Command(stage, $"Train the {stage} stage.") { config, output, resume, steps };
+            var force = new Option<bool>("--force") { Description = "Start over in an --out folder that already holds a run, deleting its checkpoints and loss.csv (without it, that is refused)." };
+            var cmd = new Command(stage, $"Train the {stage} stage.") { config, output, resume, steps, force };
             cmd.SetAction((parse, cancel) => Task.FromResult(CliErrors.Run(() => Training.TrainRunner.Run(
-                stage, parse.GetValue(config)!.FullName, parse.GetValue(output)!.FullName, parse.GetValue(resume), parse.GetValue(steps), cancel))));
+                stage, parse.GetValue(config)!.FullName, parse.GetValue(output)!.FullName, parse.GetValue(resume), parse.GetValue(steps), cancel, parse.GetValue(force)))));
             train.Subcommands.Add(cmd);
         }
         return train;

@@ -9,19 +9,23 @@ public static class TrainRunner
     private const int MaxNativeRetries = 3;
 
     private static long LatestStep(string outDir) =>
-        new CheckpointStore(Path.Combine(outDir, "checkpoints")).List().Select(p => long.Parse(Path.GetFileNameWithoutExtension(p)["ckpt-".Length..])).DefaultIfEmpty(0).Max();
+        new CheckpointStore(Path.Combine(outDir, "checkpoints")).List().Select(p => CheckpointStore.StepOf(p) ?? 0).DefaultIfEmpty(0).Max();
 
-    public static int Run(string stage, string configPath, string outDir, bool resume, long? stopAfter, CancellationToken cancel)
+    public static int Run(string stage, string configPath, string outDir, bool resume, long? stopAfter, CancellationToken cancel, bool force = false)
     {
+        Tessera.Abstractions.InputFiles.RequireRegularFile(configPath, "Stage config", Tessera.Abstractions.InputFiles.MaxJsonBytes);
         var config = StageConfig.Load(configPath);
         Directory.CreateDirectory(outDir);
-        File.Copy(configPath, Path.Combine(outDir, "config.json"), overwrite: true);
+        // Before anything in the folder changes: refuse to start over an existing run without --force.
+        RunFolder.Prepare(outDir, resume, force, Console.Error);
+        var savedConfig = Path.Combine(outDir, "config.json");
+        if (!resume || !File.Exists(savedConfig)) File.Copy(configPath, savedConfig, overwrite: true); // a resume keeps the run's own copy
         Console.Error.WriteLine($"{TorchRuntime.Describe()}; training {stage} into {outDir}");
         TrainingResult? result = null;
         long lastCheckpoint = LatestStep(outDir);
         for (int failuresWithoutProgress = 0; result is null;)
         {
-            var options = new StageRunOptions(resume, Console.Error, cancel, StopAfterStep: stopAfter);
+            var options = new StageRunOptions(resume, Console.Error, cancel, StopAfterStep: stopAfter, Force: force && !resume);
             Func<TrainingResult> run = stage switch
             {
                 "vq" => VqStage.Create(config, outDir, options).Run,

@@ -22,9 +22,13 @@ public sealed class DeviceRegistry
 
     private readonly Dictionary<DeviceId, RegisteredDevice> _devices = [];
     private readonly List<ProviderFailure> _failures = [];
+    private readonly IReadOnlyList<PluginStatus> _pluginStatuses;
 
-    public DeviceRegistry(IEnumerable<LoadedPlugin> plugins)
+    /// <param name="plugins">The loaded plugins whose devices to register.</param>
+    /// <param name="statuses">Every plugin seen, loaded or failed: failures are quoted when no device is available.</param>
+    public DeviceRegistry(IEnumerable<LoadedPlugin> plugins, IReadOnlyList<PluginStatus>? statuses = null)
     {
+        _pluginStatuses = statuses ?? [];
         foreach (var plugin in plugins)
             foreach (var provider in plugin.Providers)
             {
@@ -102,9 +106,18 @@ public sealed class DeviceRegistry
         return new Placement(cpu, requested.Info.Id, $"{requested.Info.Id} is not available ({requested.Info.UnavailableReason}); using {cpu.Info.Id} instead");
     }
 
-    private string Summary() => _devices.Count == 0
+    private string Summary() => (_devices.Count == 0
         ? "none (no plugin offered a device)."
-        : string.Join(", ", Devices.Select(d => d.Info.IsAvailable ? d.Info.Id.ToString() : $"{d.Info.Id} (unavailable)")) + ".";
+        : string.Join(", ", Devices.Select(d => d.Info.IsAvailable ? d.Info.Id.ToString() : $"{d.Info.Id} (unavailable)")) + ".") + Problems();
+
+    /// <summary>Why plugins or providers offer nothing, so "no device is available" comes with its reason.</summary>
+    private string Problems()
+    {
+        var failed = _pluginStatuses.Where(p => p.State == PluginState.Failed).Select(p => $"plugin {p.Name ?? p.Location} failed: {p.Reason}")
+            .Concat(_failures.Select(f => $"plugin {f.PluginName} ({f.Kind}): {f.Reason}"))
+            .ToList();
+        return failed.Count == 0 ? "" : " " + string.Join("; ", failed.Take(4)) + (failed.Count > 4 ? $"; and {failed.Count - 4} more" : "") + ".";
+    }
 }
 
 /// <summary>Where work was placed: the device used, the one asked for, and the fallback note when they differ.</summary>

@@ -42,6 +42,7 @@ public sealed class PluginHost : IDisposable
     {
         var host = new PluginHost();
         var cacheRoot = options.ResolveCacheDirectory();
+        RequireWritableCache(cacheRoot);
         foreach (var (dir, origin) in options.ResolvePluginDirectories())
         {
             if (!Directory.Exists(dir))
@@ -92,7 +93,14 @@ public sealed class PluginHost : IDisposable
             return;
         }
 
-        // 2. Load in its own context and create the entry object.
+        // 2. Load in its own context and create the entry object, on a thread of its own so that a plugin that
+        // hangs in its constructor or ConfigureServices costs a bounded wait, not the host (see docs/security.md).
+        LoadedPlugin? loaded = null;
+        PluginStatus? failed = null;
+        bool abandoned = false;
+        var gate = new object();
+        void Load()
+        {
         PluginLoader? loader = null;
         try
         {
@@ -154,21 +162,60 @@ public sealed class PluginHost : IDisposable
             }
 
             var status = new PluginStatus(path, PluginState.Loaded, null, name, entry.Vendor, entry.Version, declared);
-            _loaded.Add(new LoadedPlugin(status, entry, loader, provider, providers));
-            _statuses.Add(status);
+            var plugin = new LoadedPlugin(status, entry, loader, provider, providers);
+            lock (gate)
+            {
+                if (abandoned) { plugin.Dispose(); return; } // finished after the host gave up on it
+                loaded = plugin;
+            }
             loader = null; // owned by the LoadedPlugin now
         }
         catch (PluginFailure e)
         {
-            _statuses.Add(PluginStatus.Failed(path, e.Message, declared));
+            failed = PluginStatus.Failed(path, e.Message, declared);
         }
         catch (Exception e)
         {
-            _statuses.Add(PluginStatus.Failed(path, $"{path} could not be loaded: {Describe(e)}", declared));
+            failed = PluginStatus.Failed(path, $"{path} could not be loaded: {Describe(e)}", declared);
         }
         finally
         {
             loader?.Dispose();
+        }
+        }
+
+        // 8 MiB of stack, as the main thread has: a plugin must not overflow here where it would not have before.
+        var thread = new Thread(Load, maxStackSize: 8 << 20) { IsBackground = true, Name = $"tessera-plugin-load {Path.GetFileName(path)}" };
+        thread.Start();
+        if (!thread.Join(options.PluginLoadTimeout))
+        {
+            lock (gate) abandoned = true;
+            _statuses.Add(PluginStatus.Failed(path,
+                $"{path} did not finish loading within {options.PluginLoadTimeout.TotalSeconds:0.#} s (its constructor, ConfigureServices or device providers hang); it is skipped. " +
+                "Fix or remove the plugin, or raise pluginLoadTimeout in the configuration if it is only slow.", declared));
+            return;
+        }
+        if (loaded is not null) { _loaded.Add(loaded); _statuses.Add(loaded.Status); }
+        else if (failed is not null) _statuses.Add(failed);
+    }
+
+
+    /// <summary>
+    /// The cache folder must be usable before any plugin loads: otherwise every plugin would fail with the same
+    /// error and the operator would only hear that no device is available.
+    /// </summary>
+    private static void RequireWritableCache(string cacheRoot)
+    {
+        try
+        {
+            Directory.CreateDirectory(cacheRoot);
+            var probe = Path.Combine(cacheRoot, $".write-test.{Environment.ProcessId}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+        {
+            throw new TesseraException($"The cache folder {cacheRoot} is not usable ({e.Message}). Set cacheDirectory in the configuration, or {EngineOptions.CacheDirectoryVariable}, to a folder this user can write.", e);
         }
     }
 

@@ -72,6 +72,17 @@ public sealed class BatchingMetrics
         lock (_gate) { var (s, c) = _latency.GetValueOrDefault(stage); _latency[stage] = (s + t.TotalSeconds, c + 1); }
     }
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _requests = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Counts one API request (a call that may ask for several images) by its outcome: completed, failed,
+    /// cancelled, rejected (429), invalid (4xx) or timeout. The image counters above count images.
+    /// </summary>
+    public void RecordRequest(string outcome) => _requests.AddOrUpdate(outcome, 1, (_, n) => n + 1);
+
+    /// <summary>API requests recorded with <see cref="RecordRequest"/> for an outcome.</summary>
+    public long Requests(string outcome) => _requests.GetValueOrDefault(outcome);
+
     internal void Done() => Interlocked.Increment(ref _completed);
     internal void Fail() => Interlocked.Increment(ref _failed);
     internal void Cancel() => Interlocked.Increment(ref _cancelled);
@@ -93,7 +104,9 @@ public sealed class BatchingMetrics
         {
             Metric("tessera_queue_depth", "gauge", "Requests waiting to start.", [("", QueueDepth)]);
             Metric("tessera_active_requests", "gauge", "Requests in a stage.", [("{stage=\"ar\"}", ArActive), ("{stage=\"decoder\"}", DecoderActive)]);
-            Metric("tessera_requests_total", "counter", "Requests by outcome.",
+            Metric("tessera_requests_total", "counter", "API requests by outcome (one request may ask for several images).",
+                new[] { "completed", "failed", "cancelled", "rejected", "invalid", "timeout" }.Select(o => ($"{{outcome=\"{o}\"}}", (double)Requests(o))));
+            Metric("tessera_images_total", "counter", "Images by outcome.",
                 [("{outcome=\"completed\"}", Completed), ("{outcome=\"failed\"}", Failed), ("{outcome=\"cancelled\"}", Cancelled), ("{outcome=\"rejected\"}", Rejected)]);
             Metric("tessera_ar_batch_size", "histogram", "Requests per AR step.", Histogram(_arBatchSizes));
             Metric("tessera_decoder_batch_size", "histogram", "Images per decoder step.", Histogram(_decoderBatchSizes));
@@ -172,6 +185,9 @@ public sealed class BatchingGenerator : IDisposable
     public Task<GenerationResult> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
     {
         ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested, this);
+        // Before queuing: a bad request never takes a slot.
+        GenerationLimits.Validate(request, _generator.Package);
+        GenerationLimits.ValidatePrompt(request.Prompt, _generator.Package);
         if (Interlocked.Increment(ref Metrics.QueueDepthNow) > Options.QueueCapacity)
         {
             Interlocked.Decrement(ref Metrics.QueueDepthNow);

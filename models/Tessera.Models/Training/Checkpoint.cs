@@ -62,19 +62,43 @@ public static class Checkpoint
         File.Move(temp, full, overwrite: true);
     }
 
+    /// <summary>True when the file is a complete checkpoint whose SHA-256 matches (no tensors are made).</summary>
+    public static bool Verify(string path)
+    {
+        try { ReadVerified(path); return true; }
+        catch (CheckpointException) { return false; }
+    }
+
     /// <summary>Reads and verifies a checkpoint. Throws <see cref="CheckpointException"/> naming the file when it is unusable.</summary>
     public static (JsonObject Metadata, Dictionary<string, Tensor> Tensors) Load(string path)
     {
+        var all = ReadVerified(path);
+        try { return Parse(all, all.Length - 32); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
+        {
+            // The hash matched, so the writer wrote this: a checkpoint of another format or a hand-made file.
+            throw new CheckpointException($"Checkpoint {path} has a valid hash but an unreadable header ({e.GetType().Name}: {e.Message}); it was not written by this version of tessera.", e);
+        }
+    }
+
+    private static byte[] ReadVerified(string path)
+    {
         byte[] all;
-        try { all = File.ReadAllBytes(path); }
-        catch (IOException e) { throw new CheckpointException($"Checkpoint {path} cannot be read: {e.Message}", e); }
+        try { all = Tessera.Abstractions.InputFiles.ReadAllBytes(path, "Checkpoint", Array.MaxLength); }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException) { throw new CheckpointException($"Checkpoint {path} cannot be read: {e.Message}", e); }
         if (all.Length < Magic.Length + 8 + 32 || !all.AsSpan(0, Magic.Length).SequenceEqual(Magic))
             throw new CheckpointException($"Checkpoint {path} is not a Tessera checkpoint or is truncated ({all.Length} bytes).");
         var body = all.AsSpan(0, all.Length - 32);
         if (!SHA256.HashData(body).AsSpan().SequenceEqual(all.AsSpan(all.Length - 32)))
             throw new CheckpointException($"Checkpoint {path} is truncated or corrupt (its SHA-256 does not match); it was probably cut short while being written.");
+        return all;
+    }
+
+    private static (JsonObject Metadata, Dictionary<string, Tensor> Tensors) Parse(byte[] all, int bodyLength)
+    {
         long headerLength = BitConverter.ToInt64(all, Magic.Length);
         int offset = Magic.Length + 8;
+        if (headerLength < 0 || offset + headerLength > bodyLength) throw new ArgumentException($"header length {headerLength} is outside the file");
         var header = JsonNode.Parse(Encoding.UTF8.GetString(all, offset, (int)headerLength))!.AsObject();
         offset += (int)headerLength;
         var tensors = new Dictionary<string, Tensor>(StringComparer.Ordinal);
@@ -83,6 +107,7 @@ public static class Checkpoint
             var name = e!["name"]!.GetValue<string>();
             var shape = e["shape"]!.AsArray().Select(d => d!.GetValue<long>()).ToArray();
             int n = e["bytes"]!.GetValue<int>();
+            if (n < 0 || offset + (long)n > bodyLength) throw new ArgumentException($"tensor '{name}' ({n} bytes) runs past the end of the file");
             var span = all.AsSpan(offset, n);
             tensors[name] = e["dtype"]!.GetValue<string>() == "float32"
                 ? tensor(MemoryMarshal.Cast<byte, float>(span).ToArray(), shape)
@@ -95,6 +120,8 @@ public static class Checkpoint
 
 /// <summary>
 /// The checkpoints of one training run in a folder (<c>ckpt-00001000.tsr</c>), newest first; keeps the last few.
+/// Rotation only ever deletes valid checkpoints older than the one just written, so a newer file (say a corrupt
+/// one a resume skipped) can never cost the run its good checkpoints.
 /// </summary>
 public sealed class CheckpointStore(string directory, int keep = 3)
 {
@@ -102,21 +129,39 @@ public sealed class CheckpointStore(string directory, int keep = 3)
 
     public string PathFor(long step) => Path.Combine(Directory, $"ckpt-{step:D8}.tsr");
 
+    /// <summary>The step in a checkpoint's file name, or null for a file not named ckpt-&lt;step&gt;.tsr.</summary>
+    public static long? StepOf(string path)
+    {
+        var name = Path.GetFileNameWithoutExtension(path);
+        return name.StartsWith("ckpt-", StringComparison.Ordinal) && long.TryParse(name["ckpt-".Length..], System.Globalization.NumberStyles.None, null, out var s) ? s : null;
+    }
+
+    /// <summary>Checkpoint files, newest step first.</summary>
     public IReadOnlyList<string> List() => System.IO.Directory.Exists(Directory)
-        ? System.IO.Directory.GetFiles(Directory, "ckpt-*.tsr").Order(StringComparer.Ordinal).Reverse().ToList()
+        ? System.IO.Directory.GetFiles(Directory, "ckpt-*.tsr").Where(p => StepOf(p) is not null).OrderByDescending(p => StepOf(p)).ToList()
         : [];
 
     public void Save(long step, IReadOnlyList<(string, Tensor)> tensors, JsonObject metadata)
     {
         Checkpoint.Save(PathFor(step), tensors, metadata);
-        foreach (var old in List().Skip(Math.Max(1, keep))) File.Delete(old);
+        // Keep the newest `keep` valid checkpoints up to this step; never touch newer files, never delete an old
+        // checkpoint while fewer than `keep` valid ones remain.
+        int kept = 1;
+        foreach (var old in List().Where(p => StepOf(p) < step))
+        {
+            if (kept < Math.Max(1, keep)) { if (IsValid(old)) kept++; continue; }
+            File.Delete(old);
+        }
     }
 
+    private static bool IsValid(string path) => Checkpoint.Verify(path);
+
     /// <summary>
-    /// The newest checkpoint that verifies; unusable newer ones are reported through <paramref name="warn"/> and skipped.
-    /// Null when there is none.
+    /// The newest checkpoint that verifies; unusable newer ones are reported through <paramref name="warn"/> and
+    /// skipped (with <paramref name="moveAsideUnusable"/>, renamed to <c>*.tsr.corrupt</c>, so they are kept for
+    /// inspection but no longer shadow the good ones). Null when there is none.
     /// </summary>
-    public (string Path, JsonObject Metadata, Dictionary<string, Tensor> Tensors)? LoadLatest(Action<string> warn)
+    public (string Path, JsonObject Metadata, Dictionary<string, Tensor> Tensors)? LoadLatest(Action<string> warn, bool moveAsideUnusable = false)
     {
         foreach (var path in List())
         {
@@ -127,7 +172,13 @@ public sealed class CheckpointStore(string directory, int keep = 3)
             }
             catch (CheckpointException e)
             {
-                warn($"{e.Message} Falling back to the previous checkpoint.");
+                if (moveAsideUnusable)
+                {
+                    var aside = path + ".corrupt";
+                    File.Move(path, aside, overwrite: true);
+                    warn($"{e.Message} Moved it aside to {aside}. Falling back to the previous checkpoint.");
+                }
+                else warn($"{e.Message} Falling back to the previous checkpoint.");
             }
         }
         return null;

@@ -14,6 +14,7 @@ namespace Tessera.Models.Training;
 /// <param name="FusedEma">Update the weight EMA inside the optimizer step (false: a separate pass, for benchmarks).</param>
 /// <param name="StopAfterStep">Stop after this step even if the config has more (the schedule still uses the config's steps).</param>
 /// <param name="WriteCheckpoints">False for benchmarks.</param>
+/// <param name="Force">Start over in a folder that holds a run (deleting it); without it that is refused (see <see cref="RunFolder"/>).</param>
 public sealed record StageRunOptions(
     bool Resume = false,
     TextWriter? Log = null,
@@ -21,7 +22,8 @@ public sealed record StageRunOptions(
     bool BackgroundBatches = true,
     bool FusedEma = true,
     long? StopAfterStep = null,
-    bool WriteCheckpoints = true);
+    bool WriteCheckpoints = true,
+    bool Force = false);
 
 /// <summary>What one call to <see cref="TrainingRun{TBatch}.Run"/> did.</summary>
 public sealed record TrainingResult(long FirstStep, long LastStep, double LastLoss, double StepsPerSecond, string? CheckpointPath, bool Interrupted);
@@ -68,12 +70,13 @@ public sealed class TrainingRun<TBatch> where TBatch : IDisposable
     {
         if (Config.Threads > 0) set_num_threads(Config.Threads);
         Directory.CreateDirectory(OutputDirectory);
+        if (WriteCheckpoints) RunFolder.Prepare(OutputDirectory, Resume, Options.Force, Log);
         var store = new CheckpointStore(Path.Combine(OutputDirectory, "checkpoints"), Config.KeepCheckpoints);
         var named = Model.named_parameters().Select(p => (p.name, p.parameter)).ToList();
         Optimizer = new AdamWEma(named, weightDecay: Config.WeightDecay, emaDecay: Config.EmaDecay, fusedEma: FusedEma);
 
         long start = 0;
-        if (Resume && store.LoadLatest(m => Log.WriteLine($"warning: {m}")) is { } latest)
+        if (Resume && store.LoadLatest(m => Log.WriteLine($"warning: {m}"), moveAsideUnusable: true) is { } latest)
         {
             var savedConfig = latest.Metadata["modelConfig"]?.GetValue<string>();
             if (savedConfig != ModelConfigJson)
