@@ -1,0 +1,139 @@
+using System.Text.Json.Nodes;
+using Tessera.Export.Checkpoints;
+using Tessera.GlmImage;
+using static TorchSharp.torch;
+
+namespace Tessera.Export.Tests;
+
+/// <summary>
+/// GLM-Image's glyph encoder (ByT5's T5 encoder) from a text_encoder folder in the official layout: a tiny random
+/// checkpoint that PyTorch wrote (Reference/glm_image_t5.py, our reading of the published T5 description, not the
+/// reference code) exports, passes parity against TorchSharp on two shapes, and its ONNX states match PyTorch's for a
+/// batch with a padded row; bad checkpoints are refused by name.
+/// </summary>
+[TestClass]
+public sealed class GlmImageT5Tests
+{
+    private string _temp = "";
+
+    [TestInitialize]
+    public void Init() => _temp = TestSupport.NewTempDir();
+
+    [TestCleanup]
+    public void Cleanup() => Directory.Delete(_temp, recursive: true);
+
+    private string WriteCheckpoint()
+    {
+        var dir = Path.Combine(_temp, "text_encoder");
+        var (code, stdout, stderr) = TestSupport.Run(TestSupport.Python, [Path.Combine(AppContext.BaseDirectory, "Reference", "glm_image_t5.py"), "--out", dir]);
+        Assert.AreEqual(0, code, stdout + stderr);
+        return dir;
+    }
+
+    [TestMethod]
+    public void TheGlyphEncoderExportsWithDynamicShapesAndMatchesPyTorchWithAPaddedRow()
+    {
+        var dir = WriteCheckpoint();
+        var r = GlmImageT5Exporter.Export(dir, Path.Combine(_temp, "out"));
+        Assert.IsTrue(r.Model.Passed, string.Join("; ", r.Model.Parity.Select(p => $"{p.Case} {p.MaxAbsError:E2}")));
+        Assert.AreEqual(2, r.Model.Parity.Count, "two shapes");
+        Assert.AreEqual(1 + 2 * 9 + 1 + 1, r.Weights.Consumed.Count, "shared, 9 tensors per block, block 0's relative bias, final norm");
+        CollectionAssert.AreEqual(new[] { GlmImageT5Encoder.TiedName }, r.Weights.Derived.ToArray(), "embed_tokens is derived from shared");
+        Assert.AreEqual("glyph_encoder.onnx", Path.GetFileName(r.Model.ModelPath));
+
+        var reference = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "reference.json")))!;
+        long[] L(string k) => reference[k]!.AsArray().Select(x => x!.GetValue<long>()).ToArray();
+        var dims = L("dims"); // b, L, d_model
+        var feeds = new Dictionary<string, Tensor>
+        {
+            ["input_ids"] = tensor(L("input_ids"), [dims[0], dims[1]]),
+            ["attention_mask"] = tensor(L("attention_mask"), [dims[0], dims[1]]),
+        };
+        using var parity = new Parity(r.Model.ModelPath);
+        var got = parity.Run(feeds)["glyph_states"];
+        CollectionAssert.AreEqual(new[] { dims[0], dims[1], dims[2] }, got.shape);
+        var expected = reference["last_hidden_state"]!.AsArray().Select(x => x!.GetValue<float>()).ToArray();
+        var values = got.data<float>().ToArray();
+        double worst = expected.Zip(values, (e, g) => Math.Abs(e - g)).Max();
+        Assert.IsTrue(worst <= 1e-4, $"max |ONNX - PyTorch| = {worst:E2}");
+        Assert.IsTrue(expected.Select(Math.Abs).Max() > 0.5, "the states are not degenerate");
+
+        // The padding mask matters: unmasking the padded row's tail changes its real positions.
+        var unmasked = new Dictionary<string, Tensor> { ["input_ids"] = feeds["input_ids"], ["attention_mask"] = ones(dims[0], dims[1], dtype: ScalarType.Int64) };
+        var open = parity.Run(unmasked)["glyph_states"];
+        Assert.IsTrue(open[1].narrow(0, 0, 5).sub(got[1].narrow(0, 0, 5)).abs().max().item<float>() > 1e-3, "masked keys are left out");
+        Assert.IsTrue(open[0].sub(got[0]).abs().max().item<float>() < 1e-5, "the unpadded row does not change");
+    }
+
+    [TestMethod]
+    public void RelativeBucketsMatchTheReferenceAtByT5sSettingsIncludingTheLogBoundaries()
+    {
+        var dir = WriteCheckpoint();
+        var reference = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "reference.json")))!;
+        var expected = reference["byt5_buckets"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray();
+        var got = GlmImageT5Encoder.RelativeBucket(arange(-300L, 301L), 32, 128).data<long>().ToArray();
+        CollectionAssert.AreEqual(expected, got);
+        // Spot checks from the formula: distance 7 is exact, 8 the first log bucket, 16 → 8 + 2, 128+ saturated; keys after the query add 16.
+        Assert.AreEqual(7, got[300 - 7]);
+        Assert.AreEqual(8, got[300 - 8]);
+        Assert.AreEqual(10, got[300 - 16]);
+        Assert.AreEqual(15, got[300 - 300]);
+        Assert.AreEqual(16 + 10, got[300 + 16]);
+        Assert.AreEqual(16 + 15, got[300 + 200]);
+    }
+
+    [TestMethod]
+    public void AMissingTensorADifferingTiedCopyOrAnUnsupportedConfigIsNamed()
+    {
+        var dir = WriteCheckpoint();
+        var path = Path.Combine(dir, "model.safetensors");
+        var original = TorchSharp.PyBridge.Safetensors.LoadStateDict(path);
+
+        var tensors = new Dictionary<string, Tensor>(original);
+        tensors.Remove("encoder.block.1.layer.1.DenseReluDense.wi_1.weight");
+        File.Delete(path);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(path, tensors);
+        var e = Assert.ThrowsExactly<CheckpointException>(() => GlmImageT5Exporter.Export(dir, Path.Combine(_temp, "bad")));
+        StringAssert.Contains(e.Message, "missing 1 tensor (encoder.block.1.layer.1.DenseReluDense.wi_1.weight)");
+
+        // A relative-bias table in block 1 is not T5's layout (only block 0 has one).
+        tensors = new Dictionary<string, Tensor>(original) { ["encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"] = zeros(16, 4) };
+        File.Delete(path);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(path, tensors);
+        e = Assert.ThrowsExactly<CheckpointException>(() => GlmImageT5Exporter.Export(dir, Path.Combine(_temp, "bad")));
+        StringAssert.Contains(e.Message, "unexpected 1 tensor (encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight)");
+
+        // The tied copy may be present; equal it loads, different it is refused.
+        tensors = new Dictionary<string, Tensor>(original) { [GlmImageT5Encoder.TiedName] = original["shared.weight"].clone() };
+        File.Delete(path);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(path, tensors);
+        var r = GlmImageT5Exporter.Export(dir, Path.Combine(_temp, "tied"), layers: 1);
+        Assert.AreEqual(0, r.Weights.Derived.Count);
+        Assert.AreEqual(9, r.SlicedAwayTensors, "block 1's tensors");
+        tensors[GlmImageT5Encoder.TiedName] = original["shared.weight"].add(1);
+        File.Delete(path);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(path, tensors);
+        e = Assert.ThrowsExactly<CheckpointException>(() => GlmImageT5Exporter.Export(dir, Path.Combine(_temp, "bad")));
+        StringAssert.Contains(e.Message, "encoder.embed_tokens.weight differs from shared.weight");
+
+        var configPath = Path.Combine(dir, "config.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        config["feed_forward_proj"] = "relu";
+        File.WriteAllText(configPath, config.ToJsonString());
+        e = Assert.ThrowsExactly<CheckpointException>(() => GlmImageT5Exporter.Export(dir, Path.Combine(_temp, "bad")));
+        StringAssert.Contains(e.Message, "feed_forward_proj \"relu\" is not supported");
+        config["feed_forward_proj"] = "gated-gelu";
+        config["scalable_attention"] = true;
+        File.WriteAllText(configPath, config.ToJsonString());
+        e = Assert.ThrowsExactly<CheckpointException>(() => GlmImageT5Exporter.Export(dir, Path.Combine(_temp, "bad")));
+        StringAssert.Contains(e.Message, "field \"scalable_attention\" is not supported");
+    }
+
+    [TestMethod]
+    public void TheConfigDefaultsAreByT5Small()
+    {
+        var c = GlmImageT5Config.Parse(new JsonObject(), "config.json");
+        Assert.AreEqual((1472, 64, 3584, 6, 12, 384, 1e-6, 32, 128), (c.DModel, c.DKv, c.DFf, c.Heads, c.Layers, c.VocabSize, c.LayerNormEps, c.RelativeBuckets, c.RelativeMaxDistance));
+        Assert.AreEqual(384, c.Inner, "6 heads x 64, not d_model");
+    }
+}
