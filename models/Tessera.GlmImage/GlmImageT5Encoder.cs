@@ -89,7 +89,7 @@ public sealed class T5EncoderStack : nn.Module
     public T5EncoderStack(GlmImageT5Config c, Embedding shared) : base(nameof(T5EncoderStack))
     {
         embed_tokens = nn.Embedding(c.VocabSize, c.DModel);
-        embed_tokens.weight = shared.weight; // tied, as T5 ties them: one tensor under both names
+        embed_tokens.weight = shared.weight!; // tied, as T5 ties them: one tensor under both names
         block = nn.ModuleList(Enumerable.Range(0, c.LayersBuilt).Select(i => new T5Block(c, hasRelativeBias: i == 0)).ToArray());
         final_layer_norm = new HfRmsNorm(c.DModel, c.LayerNormEps);
         RegisterComponents();

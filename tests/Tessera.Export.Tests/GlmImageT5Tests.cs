@@ -130,10 +130,105 @@ public sealed class GlmImageT5Tests
     }
 
     [TestMethod]
+    public void APromptsGlyphTextsRunThroughTheExportAndConcatenateToTheirUnpaddedStates()
+    {
+        var dir = WriteCheckpoint();
+        var r = GlmImageT5Exporter.Export(dir, Path.Combine(_temp, "out"));
+        using var parity = new Parity(r.Model.ModelPath);
+        Tensor Run(long[] ids, long[] mask, int rows, int length) => parity.Run(new Dictionary<string, Tensor>
+        {
+            ["input_ids"] = tensor(ids, [rows, length]), ["attention_mask"] = tensor(mask, [rows, length]),
+        })["glyph_states"];
+
+        // Two texts of different lengths: one leading pad each, the second right-padded.
+        var batch = GlmImageGlyphTokenizer.Prepare("a shop sign reading 'OPEN 24 HOURS' above \u201C\u8425\u4E1A\u201D");
+        Assert.AreEqual(2, batch.Rows);
+        int d = r.Config.DModel;
+        var states = Run(batch.InputIds, batch.AttentionMask, batch.Rows, batch.Length).data<float>().ToArray();
+        var joined = GlmImageGlyphTokenizer.Concatenate(batch, states, d);
+        Assert.AreEqual(batch.Tokens * d, joined.Length);
+
+        // Each text alone (leading pad, no right padding) gives the same states: the padding changes nothing real.
+        int offset = 0;
+        foreach (var text in batch.Texts)
+        {
+            var ids = new long[] { GlmImageGlyphTokenizer.PadId }.Concat(GlmImageGlyphTokenizer.Encode(text)).ToArray();
+            var alone = Run(ids, Enumerable.Repeat(1L, ids.Length).ToArray(), 1, ids.Length).data<float>().ToArray();
+            double worst = alone.Select((v, i) => Math.Abs(v - joined[offset * d + i])).Max();
+            Assert.IsTrue(worst < 1e-5, $"'{text}': max difference {worst:E2}");
+            offset += ids.Length;
+        }
+        Assert.AreEqual(batch.Tokens, offset);
+    }
+
+    [TestMethod]
     public void TheConfigDefaultsAreByT5Small()
     {
         var c = GlmImageT5Config.Parse(new JsonObject(), "config.json");
         Assert.AreEqual((1472, 64, 3584, 6, 12, 384, 1e-6, 32, 128), (c.DModel, c.DKv, c.DFf, c.Heads, c.Layers, c.VocabSize, c.LayerNormEps, c.RelativeBuckets, c.RelativeMaxDistance));
         Assert.AreEqual(384, c.Inner, "6 heads x 64, not d_model");
+    }
+}
+
+/// <summary>GLM-Image's glyph text path before and after the encoder: extraction order, ByT5 ids, the leading-pad quirk, concatenation.</summary>
+[TestClass]
+public sealed class GlmImageT5TokenizerTests
+{
+    [TestMethod]
+    public void IdsAreUtf8BytesPlusThreeWithEosAndTruncationKeepsTheEos()
+    {
+        CollectionAssert.AreEqual(new long[] { 'h' + 3, 'i' + 3, 1 }, GlmImageGlyphTokenizer.Encode("hi"));
+        CollectionAssert.AreEqual(new long[] { 0xC3 + 3, 0xA9 + 3, 1 }, GlmImageGlyphTokenizer.Encode("\u00E9"), "é is two UTF-8 bytes");
+        CollectionAssert.AreEqual(new long[] { 0xE5 + 3, 0xAD + 3, 0x97 + 3, 1 }, GlmImageGlyphTokenizer.Encode("\u5B57"), "字 is three");
+        CollectionAssert.AreEqual(new long[] { 1 }, GlmImageGlyphTokenizer.Encode(""));
+        CollectionAssert.AreEqual(new long[] { 100, 100, 100, 100, 1 }, GlmImageGlyphTokenizer.Encode("aaaaaaaaaa", maxLength: 5));
+        Assert.AreEqual(GlmImageGlyphTokenizer.DefaultMaxLength, GlmImageGlyphTokenizer.Encode(new string('x', 5000)).Length);
+    }
+
+    [TestMethod]
+    public void GlyphTextsComeInTheOfficialQuoteOrderNotInPromptOrder()
+    {
+        var prompt = "a poster: \"SALE\" then 'hello' then \u300C\u65E5\u672C\u300D then \u201C\u4E2D\u6587\u201D and \"two\"";
+        CollectionAssert.AreEqual(new[] { "hello", "\u4E2D\u6587", "SALE", "two", "\u65E5\u672C" }, GlmImageGlyphTokenizer.ExtractGlyphTexts(prompt).ToArray());
+        Assert.AreEqual(0, GlmImageGlyphTokenizer.ExtractGlyphTexts("no quotes here").Count);
+        // An apostrophe opens a single-quoted text, as in the official pipeline; an unclosed quote yields nothing.
+        CollectionAssert.AreEqual(new[] { "t stop " }, GlmImageGlyphTokenizer.ExtractGlyphTexts("don't stop 'x").ToArray());
+        CollectionAssert.AreEqual(new[] { "" }, GlmImageGlyphTokenizer.ExtractGlyphTexts("empty ''").ToArray());
+    }
+
+    [TestMethod]
+    public void AnEvenNumberOfTextsGetsOneLeadingPadAnOddNumberNone()
+    {
+        var two = GlmImageGlyphTokenizer.Prepare("'ab' and 'c'");
+        Assert.AreEqual((2, 4), (two.Rows, two.Length));
+        CollectionAssert.AreEqual(new long[] { 0, 'a' + 3, 'b' + 3, 1, /* row 2 */ 0, 'c' + 3, 1, 0 }, two.InputIds);
+        CollectionAssert.AreEqual(new long[] { 1, 1, 1, 1, /* row 2 */ 1, 1, 1, 0 }, two.AttentionMask, "leading pads are attended to; right padding is not");
+        Assert.AreEqual(7, two.Tokens);
+
+        var three = GlmImageGlyphTokenizer.Prepare("'ab' 'c' 'def'");
+        Assert.AreEqual((3, 4), (three.Rows, three.Length));
+        CollectionAssert.AreEqual(new long[] { 'a' + 3, 'b' + 3, 1, 0, 'c' + 3, 1, 0, 0, 'd' + 3, 'e' + 3, 'f' + 3, 1 }, three.InputIds);
+        CollectionAssert.AreEqual(new long[] { 1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 1 }, three.AttentionMask);
+
+        // No glyph text (and the negative prompt ""): one empty text, one text is odd, so a lone EOS.
+        foreach (var prompt in new[] { "a cat", "" })
+        {
+            var none = GlmImageGlyphTokenizer.Prepare(prompt);
+            CollectionAssert.AreEqual(new[] { "" }, none.Texts.ToArray());
+            CollectionAssert.AreEqual(new long[] { 1 }, none.InputIds);
+            CollectionAssert.AreEqual(new long[] { 1 }, none.AttentionMask);
+        }
+    }
+
+    [TestMethod]
+    public void ConcatenationKeepsTheMaskedInPositionsRowByRow()
+    {
+        var batch = GlmImageGlyphTokenizer.Prepare("'ab' and 'c'");   // masks [1 1 1 1] [1 1 1 0]
+        const int d = 2;
+        var states = Enumerable.Range(0, batch.Rows * batch.Length * d).Select(i => (float)i).ToArray();
+        var joined = GlmImageGlyphTokenizer.Concatenate(batch, states, d);
+        CollectionAssert.AreEqual(new float[] { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 }, joined, "positions 0-3 of row 1, 0-2 of row 2 (position 3 is padding)");
+        var e = Assert.ThrowsExactly<ArgumentException>(() => GlmImageGlyphTokenizer.Concatenate(batch, states.AsSpan(1), d));
+        StringAssert.Contains(e.Message, "glyph states hold 15 values");
     }
 }
