@@ -162,6 +162,38 @@ public sealed class GlmImageT5Tests
     }
 
     [TestMethod]
+    public void AtByT5SmallsWidthsAOneLayerSliceExportsAndPassesParityPastTheMaximumDistance()
+    {
+        // Random weights at the official widths (d_model 1472, 6 heads of 64 = 384 inner, gated FF 3584, 32 buckets to
+        // distance 128); config.json holds only what differs from the defaults. Length 150 reaches every bucket,
+        // the saturated ones included, through the graph's distance table.
+        var c = GlmImageT5Config.Parse(new JsonObject(), "defaults", keepLayers: 1);
+        var dir = Path.Combine(_temp, "text_encoder-full");
+        Directory.CreateDirectory(dir);
+        manual_seed(5);
+        using (no_grad())
+        using (var m = new GlmImageT5Encoder(c))
+        {
+            var stateDict = m.state_dict().Where(kv => kv.Key != GlmImageT5Encoder.TiedName).ToDictionary(kv => kv.Key, kv => kv.Value);
+            stateDict["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].normal_(0, 2);
+            TorchSharp.PyBridge.Safetensors.SaveStateDict(Path.Combine(dir, "model.safetensors"), stateDict);
+        }
+        File.WriteAllText(Path.Combine(dir, "config.json"), new JsonObject { ["model_type"] = "t5", ["num_layers"] = 1, ["architectures"] = new JsonArray("T5EncoderModel") }.ToJsonString());
+        var r = GlmImageT5Exporter.Export(dir, Path.Combine(_temp, "out-full"));
+        Assert.AreEqual((1472, 384, 1), (r.Config.DModel, r.Config.Inner, r.Config.LayersBuilt));
+        foreach (var row in r.Model.Parity) Assert.IsTrue(row.Passed, $"{row.Case}: {row.MaxAbsError:E2}");
+
+        using var model = new GlmImageT5Encoder(r.Config);
+        StateDictLoader.Load(model, dir, HfCheckpoint.Open(dir).ReadShards(), optional: n => n == GlmImageT5Encoder.TiedName);
+        model.eval();
+        using var parity = new Parity(r.Model.ModelPath);
+        var sample = GlmImageT5Exporter.Sample(r.Config, 2, 150, 131, new Generator(8));
+        using var noGrad = no_grad();
+        var row150 = Parity.Compare("b2 L150", "glyph_states", model.Forward(sample["input_ids"], sample["attention_mask"]), parity.Run(sample)["glyph_states"], 1e-4);
+        Assert.IsTrue(row150.Passed, $"length 150: {row150.MaxAbsError:E2}");
+    }
+
+    [TestMethod]
     public void TheConfigDefaultsAreByT5Small()
     {
         var c = GlmImageT5Config.Parse(new JsonObject(), "config.json");
