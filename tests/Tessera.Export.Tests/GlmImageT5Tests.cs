@@ -194,6 +194,19 @@ public sealed class GlmImageT5Tests
     }
 
     [TestMethod]
+    public void TheGraphsWeightsCarryTheCheckpointNamesWithOneEmbeddingTable()
+    {
+        var c = new GlmImageT5Config { DModel = 16, DKv = 4, Heads = 2, DFf = 24, Layers = 2, RelativeBuckets = 8, RelativeMaxDistance = 10 };
+        using var m = new GlmImageT5Encoder(c);
+        using (no_grad()) m.shared.weight!.fill_(0.5f);
+        Assert.AreEqual(0.5f, m.encoder.embed_tokens.weight![3, 7].item<float>(), "embed_tokens is the shared tensor, not a copy");
+        var names = GlmImageT5Graph.Build(m).Graph.Initializer.Select(t => t.Name).Where(n => n.EndsWith(".weight", StringComparison.Ordinal)).ToList();
+        var expected = m.state_dict().Keys.Where(k => k != GlmImageT5Encoder.TiedName).ToList();
+        CollectionAssert.AreEquivalent(expected, names);
+        Assert.AreEqual(1, names.Count(n => n.EndsWith("relative_attention_bias.weight", StringComparison.Ordinal)), "one position table, block 0's");
+    }
+
+    [TestMethod]
     public void TheConfigDefaultsAreByT5Small()
     {
         var c = GlmImageT5Config.Parse(new JsonObject(), "config.json");
