@@ -79,16 +79,19 @@ public static class GlmImageImporter
         string Dir(string component) => Path.Combine(snapshot, component);
         var stages = new List<GlmImageStageImport>();
 
-        log.WriteLine("[1/3] AR (vision_language_encoder)");
+        log.WriteLine("[1/4] AR (vision_language_encoder)");
         var ar = GlmImageArExporter.Export(Dir("vision_language_encoder"), outDir, options.Layers, options.Variants, options.Opset, log);
         stages.Add(new("ar", "vision_language_encoder", ar.Model, ar.Weights.Consumed.Count,
             new Dictionary<string, int> { ["image-to-image (vision tower, VQ)"] = ar.ImageToImageTensors, ["beyond the layer slice"] = ar.SlicedAwayTensors }));
-        log.WriteLine("[2/3] DiT (transformer)");
+        log.WriteLine("[2/4] DiT (transformer)");
         var dit = GlmImageDitExporter.Export(Dir("transformer"), outDir, options.Layers, options.Variants, options.Opset, log);
         stages.Add(new("decoder", "transformer", dit.Model, dit.Weights.Consumed.Count, new Dictionary<string, int> { ["beyond the layer slice"] = dit.SlicedAwayTensors }));
-        log.WriteLine("[3/3] VAE decoder (vae)");
+        log.WriteLine("[3/4] VAE decoder (vae)");
         var vae = GlmImageVaeExport.Export(Dir("vae"), outDir, options.Variants, options.Opset, log);
         stages.Add(new("vae", "vae", vae.Model, vae.Weights.Consumed.Count, new Dictionary<string, int> { ["image-to-image (VAE encoder)"] = vae.EncoderTensors }));
+        log.WriteLine("[4/4] glyph encoder (text_encoder)");
+        var t5 = GlmImageT5Exporter.Export(Dir("text_encoder"), outDir, options.Layers, options.Variants, options.Opset, log);
+        stages.Add(new("glyph-encoder", "text_encoder", t5.Model, t5.Weights.Consumed.Count, new Dictionary<string, int> { ["beyond the layer slice"] = t5.SlicedAwayTensors }));
 
         // Settings the pipeline needs, copied as the snapshot has them.
         foreach (var (from, to) in new[] { ("scheduler/scheduler_config.json", "scheduler_config.json"), ("vision_language_encoder/generation_config.json", "generation_config.json") })
@@ -105,7 +108,7 @@ public static class GlmImageImporter
             ["kind"] = "glm-image",
             ["name"] = "glm-image",
             ["layers"] = options.Layers is { } n ? $"first {n} layers of each transformer (a slice, not the full model)" : "all",
-            ["files"] = new JsonObject { ["ar"] = "ar.onnx", ["decoder"] = "decoder.onnx", ["vae"] = "vae_decoder.onnx" },
+            ["files"] = new JsonObject { ["ar"] = "ar.onnx", ["decoder"] = "decoder.onnx", ["vae"] = "vae_decoder.onnx", ["glyphEncoder"] = Path.GetFileName(t5.Model.ModelPath) },
             ["ar"] = new JsonObject
             {
                 ["layers"] = ar.Config.LayersBuilt, ["kvHeads"] = ar.Config.KvHeads, ["headDim"] = ar.Config.HeadDim,
@@ -130,7 +133,7 @@ public static class GlmImageImporter
                     ["notUsed"] = new JsonObject(s.NotUsed.Where(kv => kv.Value > 0).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
                 },
             }).ToArray()),
-            ["notBuilt"] = "the ByT5 glyph encoder (text_encoder) and image-to-image (vision tower, VQ, VAE encoder) are not exported by this version",
+            ["notBuilt"] = "image-to-image (the vision tower, the VQ and the VAE encoder) is not exported by this version",
         };
         var reportPath = Path.Combine(outDir, "import.json");
         File.WriteAllText(reportPath, report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));

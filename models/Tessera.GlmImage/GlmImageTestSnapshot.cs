@@ -49,7 +49,7 @@ public static class GlmImageTestSnapshot
             ["vision_language_encoder"] = Pair("transformers", "GlmImageForConditionalGeneration"),
         });
 
-        var text = new GlmImageTextConfig { VocabSize = 16640, VisionVocabSize = 16512, Hidden = 64, Intermediate = 96, Layers = 2, Heads = 2, KvHeads = 1, MropeSection = [2, 3, 3] };
+        var text = new GlmImageTextConfig { VocabSize = 16800, VisionVocabSize = 16512, Hidden = 64, Intermediate = 96, Layers = 2, Heads = 2, KvHeads = 1, MropeSection = [2, 3, 3] };
         Json("vision_language_encoder/config.json", new JsonObject
         {
             ["model_type"] = "glm_image", ["architectures"] = new JsonArray("GlmImageForConditionalGeneration"),
@@ -136,9 +136,39 @@ public static class GlmImageTestSnapshot
             ["base_shift"] = 0.25, ["max_shift"] = 0.75, ["base_image_seq_len"] = 256, ["max_image_seq_len"] = 4096, ["time_shift_type"] = "linear",
         });
         Json("processor/processor_config.json", new JsonObject { ["processor_class"] = "GlmImageProcessor" });
-        Json("processor/tokenizer_config.json", new JsonObject { ["tokenizer_class"] = "PreTrainedTokenizerFast", ["note"] = "test snapshot placeholder; the real snapshot carries GLM's tokenizer" });
+        Json("processor/tokenizer_config.json", new JsonObject { ["tokenizer_class"] = "PreTrainedTokenizerFast", ["note"] = "test snapshot: a byte-level BPE over single bytes; the real snapshot carries GLM's tokenizer" });
+        Json("processor/tokenizer.json", ByteLevelTokenizer(firstTextId: text.VisionVocabSize));
         Json("tokenizer/tokenizer_config.json", new JsonObject { ["tokenizer_class"] = "ByT5Tokenizer", ["extra_ids"] = 125, ["eos_token"] = "</s>", ["pad_token"] = "<pad>", ["unk_token"] = "<unk>" });
     }
 
     private static JsonArray Pair(string library, string cls) => new(library, cls);
+
+    /// <summary>
+    /// A tokenizer.json in Hugging Face's format: byte-level BPE whose vocabulary is the 256 byte symbols (GPT-2's
+    /// byte-to-character map) with no merges, text ids from <paramref name="firstTextId"/>, and GLM-Image's special
+    /// tokens at their official ids for the image markers (16384, 16385) and after the bytes for the grid markers.
+    /// </summary>
+    private static JsonObject ByteLevelTokenizer(int firstTextId)
+    {
+        var vocab = new JsonObject();
+        int id = firstTextId;
+        foreach (var symbol in ByteSymbols()) vocab[symbol] = id++;
+        JsonObject Added(int tokenId, string content) => new() { ["id"] = tokenId, ["content"] = content, ["special"] = true, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false, ["normalized"] = false };
+        return new JsonObject
+        {
+            ["version"] = "1.0",
+            ["added_tokens"] = new JsonArray(Added(16384, "<|dit_token_16384|>"), Added(16385, "<|dit_token_16385|>"), Added(id, "<sop>"), Added(id + 1, "<eop>"), Added(id + 2, "<|image|>")),
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true },
+            ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab, ["merges"] = new JsonArray() },
+        };
+    }
+
+    /// <summary>GPT-2's byte → printable character map, in byte order.</summary>
+    private static IEnumerable<string> ByteSymbols()
+    {
+        var printable = Enumerable.Range('!', '~' - '!' + 1).Concat(Enumerable.Range(0xA1, 0xAC - 0xA1 + 1)).Concat(Enumerable.Range(0xAE, 0xFF - 0xAE + 1)).ToHashSet();
+        int extra = 0;
+        for (int b = 0; b < 256; b++) yield return ((char)(printable.Contains(b) ? b : 256 + extra++)).ToString();
+    }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Tessera.Export.Checkpoints;
 using Tessera.GlmImage;
+using Tessera.Pipeline.GlmImage;
 using static TorchSharp.torch;
 
 namespace Tessera.Export.Tests;

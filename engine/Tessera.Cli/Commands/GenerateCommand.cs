@@ -22,9 +22,11 @@ public static class GenerateCommand
         var decoderDevice = new Option<string?>("--decoder-device") { Description = "Device for the decoder stage (overrides --device)." };
         var count = new Option<int>("--n") { Description = "Number of images (seeds seed, seed+1, ...).", DefaultValueFactory = _ => 1 };
         var image = new Option<FileInfo?>("--image") { Description = "Image-to-image: a source image whose VQ tokens condition the AR." };
+        var width = new Option<int?>("--width") { Description = "GLM-Image packages: image width, a multiple of 32 (default 1024)." };
+        var height = new Option<int?>("--height") { Description = "GLM-Image packages: image height, a multiple of 32 (default 1024)." };
         var cmd = new Command("generate", "Generate an image from a prompt: tokens → AR with KV cache → DiT decoder → PNG.")
         {
-            prompt, output, model, seed, steps, cfg, temperature, device, arDevice, decoderDevice, count, image,
+            prompt, output, model, seed, steps, cfg, temperature, device, arDevice, decoderDevice, count, image, width, height,
         };
         cmd.SetAction((parse, cancel) => Task.FromResult(CliErrors.Run(() =>
         {
@@ -32,6 +34,11 @@ public static class GenerateCommand
             // The same checks as the server and the C# API (GenerationLimits), before anything is loaded.
             GenerationLimits.ValidateCount(parse.GetValue(seed), n, GenerationLimits.MaxImages, GenerationLimits.CliName);
             var outPath = OutputFiles.Check(parse.GetValue(output)!.FullName, "-o");
+            var modelDir = parse.GetValue(model)?.FullName ?? ModelPackage.DefaultDirectory();
+            if (Tessera.Pipeline.GlmImage.GlmImagePackage.IsGlmImage(modelDir))
+                return GenerateGlmImage(parse, modelDir, outPath, cancel);
+            if (parse.GetValue(width) is not null || parse.GetValue(height) is not null)
+                throw new ArgumentException("--width and --height apply to GLM-Image packages; this model's size is fixed by its package.");
             var package = ModelPackage.Open(parse.GetValue(model)?.FullName ?? ModelPackage.DefaultDirectory());
             GenerationLimits.ValidatePrompt(parse.GetValue(prompt), package, GenerationLimits.MaxPromptChars, GenerationLimits.CliName);
             var check = new GenerationRequest(parse.GetValue(prompt)!) { Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg), Temperature = parse.GetValue(temperature) };
@@ -73,6 +80,38 @@ public static class GenerateCommand
             return 0;
         })));
         return cmd;
+    }
+
+    /// <summary>A GLM-Image package (tessera import glm-image): its own pipeline, the same devices, seed and output options.</summary>
+    private static int GenerateGlmImage(System.CommandLine.ParseResult parse, string modelDir, string outPath, CancellationToken cancel)
+    {
+        if (parse.GetValue<FileInfo?>("--image") is not null) throw new ArgumentException("--image: image-to-image is not built for GLM-Image packages yet.");
+        int n = parse.GetValue<int>("--n");
+        // Every request is checked before anything is loaded.
+        var requests = Enumerable.Range(0, n).Select(i => new Tessera.Pipeline.GlmImage.GlmImageRequest(parse.GetValue<string>("prompt")!)
+        {
+            Seed = parse.GetValue<ulong>("--seed") + (ulong)i, Width = parse.GetValue<int?>("--width") ?? 1024, Height = parse.GetValue<int?>("--height") ?? 1024,
+            Steps = parse.GetValue<int?>("--steps") ?? 50, Cfg = parse.GetValue<double?>("--cfg") ?? 1.5, Temperature = parse.GetValue<double?>("--temperature"),
+        }).ToList();
+        foreach (var r in requests) r.Validate();
+        var package = Tessera.Pipeline.GlmImage.GlmImagePackage.Open(modelDir);
+        var options = GlobalOptions.Build(parse);
+        using var engine = new TesseraEngine(options);
+        var d = parse.GetValue<string?>("--device");
+        using var generator = new Tessera.Pipeline.GlmImage.GlmImageGenerator(engine, package,
+            parse.GetValue<string?>("--ar-device") ?? d ?? options.DeviceFor("ar"), parse.GetValue<string?>("--decoder-device") ?? d ?? options.DeviceFor("decoder"));
+        Console.Error.WriteLine($"model {package.Name} ({package.Directory}); AR on {generator.ArDevice}, DiT, glyph encoder and VAE on {generator.DecoderDevice}");
+        for (int i = 0; i < n; i++)
+        {
+            var request = requests[i];
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var png = generator.Generate(request, new ProgressPrinter(), cancel);
+            if (!Console.IsErrorRedirected) Console.Error.WriteLine();
+            var path = n == 1 ? outPath : Path.Combine(Path.GetDirectoryName(outPath)!, $"{Path.GetFileNameWithoutExtension(outPath)}-{i}{Path.GetExtension(outPath)}");
+            OutputFiles.Write(path, png, "-o");
+            Console.WriteLine($"wrote {path} ({request.Width}x{request.Height}, seed {request.Seed}, {request.Steps} steps, cfg {request.Cfg}) in {watch.Elapsed.TotalSeconds:F1} s");
+        }
+        return 0;
     }
 
     /// <summary>

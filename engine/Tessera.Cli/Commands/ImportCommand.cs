@@ -43,9 +43,9 @@ public static class ImportCommand
             if (parse.GetValue(int8) && parse.GetValue(int4)) throw new ArgumentException("Give --int8 or --int4, not both.");
             ExportVariant[] variants = [.. parse.GetValue(fp16) ? new[] { ExportVariant.Fp16 } : [], .. parse.GetValue(int8) ? new[] { ExportVariant.Int8 } : [], .. parse.GetValue(int4) ? new[] { ExportVariant.Int4 } : []];
             var r = Tessera.GlmImage.GlmImageImporter.Import(dir, outDir, new Tessera.GlmImage.GlmImageImportOptions { Layers = parse.GetValue(layers), Variants = variants }, Console.Error);
-            Console.WriteLine($"{"stage",-10}{"component",-26}{"MiB",9}{"worst abs err",15}  parity  tensors");
+            Console.WriteLine($"{"stage",-15}{"component",-26}{"MiB",9}{"worst abs err",15}  parity  tensors");
             foreach (var s in r.Stages)
-                Console.WriteLine($"{s.Stage,-10}{s.Component,-26}{s.Model.Bytes / 1048576.0,9:F1}{s.Model.Parity.Max(p => p.MaxAbsError),15:E2}  {(s.Model.Passed ? "ok    " : "FAILED")}  " +
+                Console.WriteLine($"{s.Stage,-15}{s.Component,-26}{s.Model.Bytes / 1048576.0,9:F1}{s.Model.Parity.Max(p => p.MaxAbsError),15:E2}  {(s.Model.Passed ? "ok    " : "FAILED")}  " +
                                   $"{s.Consumed} consumed, 0 missing, 0 unexpected{string.Concat(s.NotUsed.Where(kv => kv.Value > 0).Select(kv => $", {kv.Value} {kv.Key} not used"))}");
             Console.WriteLine($"package {r.Package}; report {r.ReportPath}");
             if (!r.Passed) Console.Error.WriteLine("error: a stage does not match TorchSharp within tolerance; the package must not be used.");

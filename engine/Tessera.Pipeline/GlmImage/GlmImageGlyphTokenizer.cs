@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace Tessera.GlmImage;
+namespace Tessera.Pipeline.GlmImage;
 
 /// <summary>
 /// The glyph encoder's inputs for one prompt (<see cref="GlmImageGlyphTokenizer.Prepare"/>): <see cref="Rows"/> glyph
@@ -15,8 +15,8 @@ public sealed record GlyphBatch(IReadOnlyList<string> Texts, int Rows, int Lengt
 }
 
 /// <summary>
-/// GLM-Image's glyph text path before the encoder, without TorchSharp (inference-side code; it lives here until the
-/// GLM-Image pipeline has its own project):
+/// GLM-Image's glyph text path before the encoder (inference side, no TorchSharp; the importer's tests use it too):
+///
 /// <list type="number">
 /// <item>extraction (<see cref="ExtractGlyphTexts"/>): the texts inside quotes, by four patterns applied in this order
 /// and concatenated: ASCII single quotes, curly double quotes “…”, ASCII double quotes, corner brackets 「…」; each
