@@ -96,6 +96,8 @@ public sealed class ModelPackage
         var manifestPath = Path.Combine(directory, ManifestFile);
         if (!File.Exists(manifestPath))
             throw new ModelLoadException(directory, $"has no {ManifestFile}, so it is not a Tessera model package.");
+        if (GlmImage.GlmImagePackage.IsGlmImage(directory))
+            throw new ModelLoadException(directory, "is a GLM-Image package (tessera import glm-image): 'tessera generate --model' runs it; this command serves Tessera's own model family only.");
         PackageManifest manifest;
         try
         {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Tessera.Abstractions;
 
 namespace Tessera.Pipeline.GlmImage;
 
@@ -16,6 +17,7 @@ public sealed record GlmImageSampling(double Temperature, int TopK, double TopP)
 public sealed class GlmImagePackage
 {
     public const string Kind = "glm-image";
+
 
     private GlmImagePackage(string directory, JsonObject manifest, HfBpeTokenizer tokenizer, GlmImageSchedulerSettings scheduler, GlmImageSampling sampling)
     {
@@ -44,11 +46,10 @@ public sealed class GlmImagePackage
     /// <summary>Path of a stage's file (ar, decoder, vae, glyphEncoder), confined to the package folder.</summary>
     public string File(string stage)
     {
-        var name = Manifest["files"]?[stage]?.GetValue<string>() ?? throw new InvalidDataException($"{Path.Combine(Directory, "manifest.json")} names no file for stage '{stage}'.");
-        var full = Path.GetFullPath(Path.Combine(Directory, name));
-        if (!full.StartsWith(Path.GetFullPath(Directory).TrimEnd('/') + "/", StringComparison.Ordinal) || !System.IO.File.Exists(full))
-            throw new InvalidDataException($"{Path.Combine(Directory, "manifest.json")}: the {stage} file '{name}' is not a file inside the package; re-import the package.");
-        return full;
+        var manifest = Path.Combine(Directory, "manifest.json");
+        var name = Manifest["files"]?[stage]?.GetValue<string>() ?? throw new InvalidDataException($"{manifest} names no file for stage '{stage}'; re-import the package.");
+        // Inside the package, a regular file, within the size limit (the same rules as every package file).
+        return InputFiles.ResolveInside(Directory, name, manifest, $"files.{stage}", InputFiles.MaxOnnxBytes);
     }
 
     /// <summary>True when <paramref name="directory"/>'s manifest says it is a GLM-Image package.</summary>
@@ -69,7 +70,15 @@ public sealed class GlmImagePackage
     public static GlmImagePackage Open(string directory)
     {
         var manifestPath = Path.Combine(directory, "manifest.json");
-        var manifest = JsonNode.Parse(System.IO.File.ReadAllText(manifestPath)) as JsonObject ?? throw new InvalidDataException($"{manifestPath} is not a JSON object.");
+        JsonObject manifest;
+        try
+        {
+            manifest = JsonNode.Parse(InputFiles.ReadAllText(manifestPath, "Manifest")) as JsonObject ?? throw new InvalidDataException($"{manifestPath} is not a JSON object.");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{manifestPath} is not valid JSON ({e.Message}); re-import the package.");
+        }
         var tokenizerPath = Path.Combine(directory, "processor", "tokenizer.json");
         if (!System.IO.File.Exists(tokenizerPath)) throw new InvalidDataException($"{directory} has no processor/tokenizer.json (GLM's tokenizer, copied by tessera import glm-image); re-import the package.");
         var s = ReadJson(Path.Combine(directory, "scheduler_config.json"));
@@ -82,5 +91,5 @@ public sealed class GlmImagePackage
         return new GlmImagePackage(directory, manifest, HfBpeTokenizer.Load(tokenizerPath), scheduler, sampling);
     }
 
-    private static JsonObject? ReadJson(string path) => System.IO.File.Exists(path) ? JsonNode.Parse(System.IO.File.ReadAllText(path)) as JsonObject : null;
+    private static JsonObject? ReadJson(string path) => System.IO.File.Exists(path) ? JsonNode.Parse(InputFiles.ReadAllText(path, Path.GetFileName(path))) as JsonObject : null;
 }

@@ -15,6 +15,9 @@ public sealed class HfBpeTokenizer
     // GPT-2's pre-tokenization pattern (the default of a ByteLevel pre-tokenizer with use_regex).
     private const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
+    /// <summary>Largest tokenizer.json read (GLM's is a few MB).</summary>
+    public const long MaxBytes = 256L << 20;
+
     private readonly BpeTokenizer _bpe;
 
     private HfBpeTokenizer(BpeTokenizer bpe, IReadOnlyDictionary<string, int> special)
@@ -37,7 +40,7 @@ public sealed class HfBpeTokenizer
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            doc = JsonDocument.Parse(Tessera.Abstractions.InputFiles.ReadAllBytes(path, "Tokenizer file", MaxBytes));
         }
         catch (JsonException e)
         {
