@@ -26,7 +26,12 @@ public static class StageExporter
 
     public static ExportResult Export(string stage, string checkpointOrRun, string outDir, bool externalData, TextWriter log, int opset, params ExportVariant[] variants)
     {
-        var (path, step, configJson, tensors) = File.Exists(checkpointOrRun) ? LoadFile(checkpointOrRun) : TrainedWeights.Latest(checkpointOrRun, log);
+        var (path, step, configJson, tensors, savedStage) = File.Exists(checkpointOrRun) ? LoadFile(checkpointOrRun) : TrainedWeights.Latest(checkpointOrRun, log);
+        if (savedStage is not null && savedStage != stage)
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+            throw new ArgumentException($"{path} is a checkpoint of the {savedStage} stage, not {stage}: use --stage {savedStage}, or give the {stage} run's folder.");
+        }
         log.WriteLine($"exporting {stage} from {path} (step {step})");
         Directory.CreateDirectory(outDir);
         manual_seed(1234);
@@ -50,10 +55,10 @@ public static class StageExporter
         return result;
     }
 
-    private static (string, long, string, Dictionary<string, Tensor>) LoadFile(string file)
+    private static (string, long, string, Dictionary<string, Tensor>, string?) LoadFile(string file)
     {
         var (meta, tensors) = Checkpoint.Load(file);
-        return (file, meta["step"]!.GetValue<long>(), meta["modelConfig"]!.GetValue<string>(), tensors);
+        return (file, meta["step"]!.GetValue<long>(), meta["modelConfig"]!.GetValue<string>(), tensors, meta["stage"]?.GetValue<string>());
     }
 
     private static (nn.Module, Tessera.Onnx.Proto.ModelProto, Func<Parity, IReadOnlyList<OutputParity>>) Ar(ArConfig c, Dictionary<string, Tensor> tensors, int opset)

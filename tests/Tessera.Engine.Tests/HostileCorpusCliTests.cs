@@ -182,6 +182,23 @@ public sealed partial class HostileCorpusCliTests
     }
 
     [TestMethod]
+    public void ExportingAStageFromAnotherStagesCheckpointNamesBothStages()
+    {
+        var config = Path.Combine(_temp, "vq.json");
+        File.WriteAllText(config, """
+            { "vq": { "imageSize": 64, "downsamples": 3, "channels": 8, "codebookSize": 32, "codeDim": 8, "commitmentWeight": 0.25 },
+              "train": { "steps": 2, "batchSize": 2, "learningRate": 0.002, "warmupSteps": 1, "weightDecay": 0.01, "emaDecay": 0.9,
+                         "gradClip": 1.0, "checkpointEvery": 2, "keepCheckpoints": 1, "seed": 0, "threads": 1 } }
+            """);
+        var run = Path.Combine(_temp, "vq-run");
+        var trained = Run("train", "vq", "--config", config, "--out", run);
+        Assert.AreEqual(0, trained.Code, trained.Out + trained.Err);
+        var o = Run("export", "--checkpoint", run, "--stage", "ar", "--out", Path.Combine(_temp, "export-ar"));
+        AssertOneLineError(o, "is a checkpoint of the vq stage, not ar: use --stage vq", "export --stage ar on a VQ run");
+        Assert.IsFalse(Directory.Exists(Path.Combine(_temp, "export-ar")) && Directory.EnumerateFiles(Path.Combine(_temp, "export-ar")).Any(), "nothing was written");
+    }
+
+    [TestMethod]
     public void EveryCorpusImageAndTheBombAreOneLineErrorsFromGenerateImage()
     {
         var bomb = Path.Combine(_temp, "bomb.png");

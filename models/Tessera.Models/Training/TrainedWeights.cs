@@ -9,12 +9,12 @@ namespace Tessera.Models.Training;
 public static class TrainedWeights
 {
     /// <summary>The newest valid checkpoint of a run folder, with its step; errors say which folder and what to do.</summary>
-    public static (string Path, long Step, string ModelConfigJson, Dictionary<string, Tensor> Tensors) Latest(string runDirectory, TextWriter? log = null)
+    public static (string Path, long Step, string ModelConfigJson, Dictionary<string, Tensor> Tensors, string? Stage) Latest(string runDirectory, TextWriter? log = null)
     {
         var store = new CheckpointStore(Path.Combine(runDirectory, "checkpoints"));
         var latest = store.LoadLatest(m => log?.WriteLine($"warning: {m}"))
             ?? throw new FileNotFoundException($"No usable checkpoint in {store.Directory}. Train the stage first (tessera train ... --out {runDirectory}).");
-        return (latest.Path, latest.Metadata["step"]!.GetValue<long>(), latest.Metadata["modelConfig"]!.GetValue<string>(), latest.Tensors);
+        return (latest.Path, latest.Metadata["step"]!.GetValue<long>(), latest.Metadata["modelConfig"]!.GetValue<string>(), latest.Tensors, latest.Metadata["stage"]?.GetValue<string>());
     }
 
     /// <summary>Copies the EMA weights ("ema.*") and buffers ("buffer.*") of a checkpoint into <paramref name="model"/>.</summary>
@@ -32,7 +32,7 @@ public static class TrainedWeights
     /// </summary>
     public static long InitFrom(nn.Module model, string runDirectory, TextWriter? log = null)
     {
-        var (path, step, _, tensors) = Latest(runDirectory, log);
+        var (path, step, _, tensors, _) = Latest(runDirectory, log);
         using (no_grad())
             foreach (var (name, p) in model.named_parameters().Select(x => (x.name, (Tensor)x.parameter)).Concat(model.named_buffers().Select(x => (x.name, x.buffer))))
             {
@@ -57,7 +57,7 @@ public static class TrainedWeights
     /// <summary>The trained VQ tokenizer of a run (EMA weights), in eval mode.</summary>
     public static (VqTokenizer Model, string CheckpointPath, long Step) LoadVq(string runDirectory, TextWriter? log = null)
     {
-        var (path, step, json, tensors) = Latest(runDirectory, log);
+        var (path, step, json, tensors, _) = Latest(runDirectory, log);
         var config = JsonSerializer.Deserialize<VqConfig>(json, StageConfig.Json)!;
         var model = new VqTokenizer(config);
         LoadEma(model, tensors);
