@@ -35,7 +35,7 @@ public sealed class GlmImageImportTests
         var report = JsonNode.Parse(File.ReadAllText(Path.Combine(package, "import.json")))!;
         Assert.IsTrue(report["passed"]!.GetValue<bool>());
         var stages = report["stages"]!.AsArray().ToDictionary(s => s!["stage"]!.GetValue<string>());
-        CollectionAssert.AreEquivalent(new[] { "ar", "decoder", "vae" }, stages.Keys.ToArray());
+        CollectionAssert.AreEquivalent(new[] { "ar", "decoder", "vae", "glyph-encoder" }, stages.Keys.ToArray());
         foreach (var (name, s) in stages)
         {
             Assert.AreEqual(0, s!["tensors"]!["missing"]!.GetValue<int>(), name);

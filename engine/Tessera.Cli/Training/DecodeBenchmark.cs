@@ -79,7 +79,7 @@ public static class DecodeBenchmark
                 referenceLogits ??= logits;
                 double error = referenceLogits.Zip(logits, (a, b) => Math.Abs(a - b)).Max();
                 log?.WriteLine($"{precision}: decoding {tokens} tokens at batch {batch}, {repeats} repeats");
-                double seconds = Bench.BenchStats.MedianSeconds(repeats, warmups: 1, run: () => Decode(compiled.Model, config, batch, tokens));
+                double seconds = Bench.BenchStats.MedianSeconds(repeats, warmups: 1, run: () => ExportBenchmark.OnnxDecode(compiled.Model, config, batch, PrefillTokens, tokens));
                 double stepsPerSecond = tokens / seconds;
                 // Per step: every weight once, plus the KV cache read back (past grows from the prefill).
                 double kvBytes = (double)batch * config.Layers * 2 * config.KvHeads * config.HeadDim * 4 * (PrefillTokens + tokens / 2.0);
@@ -131,60 +131,8 @@ public static class DecodeBenchmark
 
     private static float[] PrefillLogits(ICompiledModel model, ArConfig c, int batch)
     {
-        using var outputs = model.Run(Feeds(c, Prompt(batch), batch, PrefillTokens, 0, null));
+        using var outputs = model.Run(ExportBenchmark.Feeds(c, ExportBenchmark.Prompt(batch, PrefillTokens), ExportBenchmark.Positions(batch, 0, PrefillTokens), PrefillTokens, null));
         return (float[])outputs["logits"].ToHost().Data;
-    }
-
-    private static long[] Prompt(int batch)
-    {
-        var rng = new Random(7);
-        return Enumerable.Range(0, batch * PrefillTokens).Select(_ => (long)rng.Next(100)).ToArray();
-    }
-
-    /// <summary>Prefill, then <paramref name="tokens"/> greedy steps with the cache on the device; the prefill is not timed apart (it is one step of many).</summary>
-    private static void Decode(ICompiledModel model, ArConfig c, int batch, int tokens)
-    {
-        var past = new List<IDeviceTensor>();
-        try
-        {
-            var feeds = Feeds(c, Prompt(batch), batch, PrefillTokens, 0, null);
-            long length = PrefillTokens;
-            for (int i = 0; i <= tokens; i++)
-            {
-                using var outputs = model.Run(feeds);
-                var logits = outputs["logits"].ToHost();
-                foreach (var p in past) p.Dispose();
-                past = Enumerable.Range(0, c.Layers).SelectMany(l => new[] { outputs.Take($"present.{l}.key"), outputs.Take($"present.{l}.value") }).ToList();
-                if (i == tokens) break;
-                int t = (int)logits.Shape[1], k = c.CodebookSize;
-                var all = (float[])logits.Data;
-                var next = Enumerable.Range(0, batch).Select(b => (long)(Pipeline.TokenSampler.ArgMax(all.AsSpan((b * t + t - 1) * k, k)) % c.VocabSize)).ToArray();
-                feeds = Feeds(c, next, batch, 1, length, past);
-                length++;
-            }
-        }
-        finally
-        {
-            foreach (var p in past) p.Dispose();
-        }
-    }
-
-    private static Dictionary<string, ITensorValue> Feeds(ArConfig c, long[] ids, int batch, int count, long start, List<IDeviceTensor>? past)
-    {
-        long total = start + count;
-        var positions = Enumerable.Range(0, batch).SelectMany(_ => Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(start + i, 3))).ToArray();
-        var feeds = new Dictionary<string, ITensorValue>
-        {
-            ["input_ids"] = HostTensor.Create(ids, batch, count),
-            ["position_ids"] = HostTensor.Create(positions, batch, count, 3),
-            ["attention_mask"] = HostTensor.Create(Enumerable.Repeat(1L, batch * (int)total).ToArray(), batch, total),
-        };
-        for (int l = 0; l < c.Layers; l++)
-        {
-            feeds[$"past_key_values.{l}.key"] = past?[2 * l] ?? (ITensorValue)HostTensor.Zeros(TensorElementType.Float32, batch, c.KvHeads, 0, c.HeadDim);
-            feeds[$"past_key_values.{l}.value"] = past?[2 * l + 1] ?? (ITensorValue)HostTensor.Zeros(TensorElementType.Float32, batch, c.KvHeads, 0, c.HeadDim);
-        }
-        return feeds;
     }
 
     public static string Table(JsonObject r)

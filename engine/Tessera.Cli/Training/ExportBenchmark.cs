@@ -106,25 +106,28 @@ public static class ExportBenchmark
         }
     }
 
-    private static void OnnxDecode(ICompiledModel model, ArConfig c, int batch)
+    /// <summary>
+    /// Greedy AR decode through the engine with the cache kept as device tensors: a seeded prompt of
+    /// <paramref name="promptTokens"/> tokens, then <paramref name="steps"/> steps (each fed its argmax, offset past
+    /// the prompt's ids). Shared by bench export and bench decode.
+    /// </summary>
+    internal static void OnnxDecode(ICompiledModel model, ArConfig c, int batch, int promptTokens = 24, int steps = 64)
     {
-        var rng = new Random(1);
         var past = new List<IDeviceTensor>();
         try
         {
-            long length = 24;
-            var ids = Enumerable.Range(0, batch * 24).Select(_ => (long)rng.Next(100)).ToArray();
-            var feeds = Feeds(c, HostTensor.Create(ids, batch, 24), Positions(batch, 0, 24), length, null);
-            for (int i = 0; i <= 64; i++)
+            long length = promptTokens;
+            var feeds = Feeds(c, Prompt(batch, promptTokens), Positions(batch, 0, promptTokens), length, null);
+            for (int i = 0; i <= steps; i++)
             {
                 using var outputs = model.Run(feeds);
                 var logits = outputs["logits"].ToHost();
                 foreach (var p in past) p.Dispose();
                 past = Enumerable.Range(0, c.Layers).SelectMany(l => new[] { outputs.Take($"present.{l}.key"), outputs.Take($"present.{l}.value") }).ToList();
-                if (i == 64) break;
+                if (i == steps) break;
                 int t = (int)logits.Shape[1], k = c.CodebookSize;
                 var all = (float[])logits.Data;
-                var next = Enumerable.Range(0, batch).Select(b => 100L + Pipeline.TokenSampler.ArgMax(all.AsSpan((b * t + t - 1) * k, k))).ToArray();
+                var next = Enumerable.Range(0, batch).Select(b => (100L + Pipeline.TokenSampler.ArgMax(all.AsSpan((b * t + t - 1) * k, k))) % c.VocabSize).ToArray();
                 length++;
                 feeds = Feeds(c, HostTensor.Create(next, batch, 1), Positions(batch, length - 1, 1), length, past);
             }
@@ -135,10 +138,17 @@ public static class ExportBenchmark
         }
     }
 
-    private static HostTensor Positions(int batch, long start, int count) =>
+    /// <summary>A seeded prompt (batch, count) of ids below 100.</summary>
+    internal static HostTensor Prompt(int batch, int count)
+    {
+        var rng = new Random(1);
+        return HostTensor.Create(Enumerable.Range(0, batch * count).Select(_ => (long)rng.Next(100)).ToArray(), batch, count);
+    }
+
+    internal static HostTensor Positions(int batch, long start, int count) =>
         HostTensor.Create(Enumerable.Range(0, batch).SelectMany(_ => Enumerable.Range(0, count).SelectMany(i => Enumerable.Repeat(start + i, 3))).ToArray(), batch, count, 3);
 
-    private static Dictionary<string, ITensorValue> Feeds(ArConfig c, HostTensor ids, HostTensor positions, long total, List<IDeviceTensor>? past)
+    internal static Dictionary<string, ITensorValue> Feeds(ArConfig c, HostTensor ids, HostTensor positions, long total, List<IDeviceTensor>? past)
     {
         int batch = (int)ids.Shape[0];
         var feeds = new Dictionary<string, ITensorValue>

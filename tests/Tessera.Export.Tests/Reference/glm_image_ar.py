@@ -15,9 +15,10 @@ import argparse
 import json
 import math
 import os
-import struct
 
 import torch
+
+from safetensors_io import save_safetensors
 
 H, HEADS, KV, LAYERS, FFN, VOCAB, VISION = 128, 4, 2, 2, 96, 300, 96
 SECTION = [2, 3, 3]           # frequencies per axis; head_dim 32 x partial 0.5 = 16 rotary dims = 8 frequencies
@@ -109,22 +110,6 @@ def grid_positions(batch, text, gh, gw):
     for k in range(gh * gw):
         p[0, text + k], p[1, text + k], p[2, text + k] = text, text + k // gw, text + k % gw
     return p.unsqueeze(1).expand(3, batch, s).contiguous()
-
-
-def save_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        data = tensors[name].contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for blob in blobs:
-            f.write(blob)
 
 
 def main():

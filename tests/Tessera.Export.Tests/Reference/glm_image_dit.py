@@ -14,9 +14,10 @@ import argparse
 import json
 import math
 import os
-import struct
 
 import torch
+
+from safetensors_io import save_safetensors
 
 P, C, LAYERS, HEADS, HD, TEXT, TIME, COND, BOOK = 2, 4, 2, 2, 16, 24, 16, 8, 50
 D = HEADS * HD
@@ -142,22 +143,6 @@ def forward(w, lat, glyph, prior_ids, drop, t, size, crop):
     scale, shift = linear(w, "norm_out.linear", temb).unsqueeze(1).chunk(2, -1)
     out = linear(w, "proj_out", ln(x) * (1 + scale) + shift)
     return out.view(b, hp, wp, C, P, P).permute(0, 3, 1, 4, 2, 5).reshape(b, C, h, wd)
-
-
-def save_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        data = tensors[name].contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for blob in blobs:
-            f.write(blob)
 
 
 def main():

@@ -14,9 +14,10 @@ import argparse
 import json
 import math
 import os
-import struct
 
 import torch
+
+from safetensors_io import save_safetensors
 
 D, DKV, HEADS, DFF, LAYERS, VOCAB, EPS = 32, 8, 4, 48, 2, 384, 1e-6
 # Few buckets and a short maximum distance, so that a length of 40 reaches the saturated buckets too.
@@ -97,22 +98,6 @@ def forward(w, ids, mask):
         gate = gelu_tanh(h @ w[p + "1.DenseReluDense.wi_0.weight"].t())
         x = x + (gate * (h @ w[p + "1.DenseReluDense.wi_1.weight"].t())) @ w[p + "1.DenseReluDense.wo.weight"].t()
     return rms(x, w["encoder.final_layer_norm.weight"])
-
-
-def save_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        data = tensors[name].contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for blob in blobs:
-            f.write(blob)
 
 
 def main():

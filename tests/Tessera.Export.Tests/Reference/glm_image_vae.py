@@ -13,9 +13,10 @@ import argparse
 import json
 import math
 import os
-import struct
 
 import torch
+
+from safetensors_io import save_safetensors
 import torch.nn.functional as F
 
 LAT, BLOCKS, LAYERS, GROUPS = 4, [8, 16], 1, 4
@@ -109,22 +110,6 @@ def decode(w, mean, std, z):
             x = F.conv2d(x, w[f"decoder.up_blocks.{b}.upsamplers.0.conv.weight"], w[f"decoder.up_blocks.{b}.upsamplers.0.conv.bias"], padding=1)
     x = F.silu(gn(x, w["decoder.conv_norm_out.weight"], w["decoder.conv_norm_out.bias"]))
     return F.conv2d(x, w["decoder.conv_out.weight"], w["decoder.conv_out.bias"], padding=1)
-
-
-def save_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        data = tensors[name].contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for blob in blobs:
-            f.write(blob)
 
 
 def main():

@@ -6,7 +6,7 @@ The forward passes below are this project's own reading of the published archite
 Radford et al. 2019 and Hugging Face's documented GPT2LMHeadModel weight layout, Conv1D weights stored [in, out];
 Llama: Touvron et al. 2023 — RMSNorm, rotary "rotate half" positions, SwiGLU, grouped-query attention). They are
 not Hugging Face's code. Only torch and numpy are used (Debian's python3-torch); safetensors files are written by
-hand: 8-byte little-endian header length, a JSON header, raw little-endian data.
+hand (safetensors_io.py).
 
 usage: hf_decoder.py --arch gpt2|llama --format safetensors|bin|sharded --out DIR [--seed N] [--new-tokens 24]
 """
@@ -14,10 +14,10 @@ import argparse
 import json
 import math
 import os
-import struct
 
-import numpy as np
 import torch
+
+from safetensors_io import save_safetensors
 
 
 def gpt2_config():
@@ -184,22 +184,6 @@ def greedy(forward, c, w, prompt, new_tokens, layers, kv_heads, head_dim):
 
 
 # ------------------------------------------------------------------ files
-
-def save_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        data = tensors[name].detach().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    header["__metadata__"] = {"format": "pt"}
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * ((8 - len(raw) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for blob in blobs:
-            f.write(blob)
 
 
 def main():
