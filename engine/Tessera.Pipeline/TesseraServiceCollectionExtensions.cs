@@ -27,12 +27,11 @@ namespace Tessera.Pipeline
         public string? DecoderDevice { get; set; }
     }
 
-    internal sealed class TextToImage(ImageGenerator generator) : ITextToImage, IDisposable
+    /// <summary>The pipeline (owned by the service provider, which disposes it).</summary>
+    internal sealed class TextToImage(ImageGenerator generator) : ITextToImage
     {
         public Task<GenerationResult> GenerateAsync(GenerationRequest request, IProgress<GenerationProgress>? progress, CancellationToken cancellationToken) =>
             Task.Run(() => generator.Generate(request, progress, cancellationToken), cancellationToken);
-
-        public void Dispose() => generator.Dispose();
     }
 }
 
@@ -42,7 +41,9 @@ namespace Microsoft.Extensions.DependencyInjection
     public static class TesseraServiceCollectionExtensions
     {
         /// <summary>
-        /// Adds the engine and an <see cref="ITextToImage"/> singleton. The model package is opened and the stages are
+        /// Adds the engine, the pipeline, and two ways to call it: <see cref="ITextToImage"/> and .NET's
+        /// <see cref="Microsoft.Extensions.AI.IImageGenerator"/> (<see cref="TesseraImageGenerator"/>), both singletons over
+        /// one <see cref="ImageGenerator"/>. The model package is opened and the stages are
         /// compiled when the service is first resolved; a missing model, unknown device or bad plugin setting fails
         /// there with a message naming it. Calling it again only applies <paramref name="configure"/> to the same options.
         /// </summary>
@@ -54,13 +55,15 @@ namespace Microsoft.Extensions.DependencyInjection
             services.TryAddSingleton(options);
             services.TryAddSingleton(options.Engine);
             services.AddTesseraEngine();
-            services.TryAddSingleton<ITextToImage>(sp =>
+            services.TryAddSingleton(sp =>
             {
                 var o = sp.GetRequiredService<TesseraOptions>();
                 var engine = sp.GetRequiredService<TesseraEngine>();
                 var package = ModelPackage.Open(o.ModelDirectory ?? ModelPackage.DefaultDirectory());
-                return new TextToImage(new ImageGenerator(engine, package, o.ArDevice ?? engine.Options.DeviceFor("ar"), o.DecoderDevice ?? engine.Options.DeviceFor("decoder")));
+                return new ImageGenerator(engine, package, o.ArDevice ?? engine.Options.DeviceFor("ar"), o.DecoderDevice ?? engine.Options.DeviceFor("decoder"));
             });
+            services.TryAddSingleton<ITextToImage>(sp => new TextToImage(sp.GetRequiredService<ImageGenerator>()));
+            services.TryAddSingleton<Microsoft.Extensions.AI.IImageGenerator>(sp => new TesseraImageGenerator(sp.GetRequiredService<ImageGenerator>()));
             return services;
         }
     }
