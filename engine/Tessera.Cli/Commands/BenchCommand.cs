@@ -17,7 +17,39 @@ public static class BenchCommand
         bench.Subcommands.Add(Export());
         bench.Subcommands.Add(Serve());
         bench.Subcommands.Add(Decode());
+        bench.Subcommands.Add(GenAi());
         return bench;
+    }
+
+    private static Command GenAi()
+    {
+        var json = new Option<bool>("--json") { Description = "Print JSON." };
+        var hidden = new Option<int>("--hidden") { Description = "Width of the Llama-style test model (default 512).", DefaultValueFactory = _ => 512 };
+        var layers = new Option<int>("--layers") { Description = "Layers (default 4).", DefaultValueFactory = _ => 4 };
+        var vocab = new Option<int>("--vocab") { Description = "Vocabulary (default 32000).", DefaultValueFactory = _ => 32000 };
+        var prompt = new Option<int>("--prompt") { Description = "Prompt tokens (default 32).", DefaultValueFactory = _ => 32 };
+        var tokens = new Option<int>("--tokens") { Description = "Generated tokens (default 64).", DefaultValueFactory = _ => 64 };
+        var batch = new Option<string>("--batch") { Description = "Comma-separated batch sizes (default 1,8).", DefaultValueFactory = _ => "1,8" };
+        var repeats = new Option<int>("--repeats") { Description = "Timed runs after a warm-up; the median counts (default 3).", DefaultValueFactory = _ => 3 };
+        var cmd = new Command("genai", "The same Llama-style ONNX decoded greedily by Tessera's loop and by ONNX Runtime GenAI's generator (same threads): tokens/s of each and the ratio.")
+        {
+            json, hidden, layers, vocab, prompt, tokens, batch, repeats,
+        };
+        cmd.SetAction(parse => CliErrors.Run(() =>
+        {
+            if (parse.GetValue(hidden) is < 64 or > 8192 || parse.GetValue(hidden) % 64 != 0) throw new ArgumentException("--hidden must be a multiple of 64 from 64 to 8192.");
+            if (parse.GetValue(layers) is < 1 or > 64) throw new ArgumentException("--layers must be from 1 to 64.");
+            if (parse.GetValue(vocab) is < 16 or > 262144) throw new ArgumentException("--vocab must be from 16 to 262144.");
+            if (parse.GetValue(prompt) is < 1 or > 2048 || parse.GetValue(tokens) is < 1 or > 2048) throw new ArgumentException("--prompt and --tokens must be from 1 to 2048.");
+            if (parse.GetValue(repeats) is < 1 or > 100) throw new ArgumentException("--repeats must be from 1 to 100.");
+            var batches = parse.GetValue(batch)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(b => int.TryParse(b, out var v) && v is >= 1 and <= 64 ? v : throw new ArgumentException($"--batch: '{b}' is not a number from 1 to 64.")).ToArray();
+            var result = Training.GenAiBenchmark.Run(GlobalOptions.Build(parse), parse.GetValue(hidden), parse.GetValue(layers), parse.GetValue(vocab), parse.GetValue(prompt),
+                parse.GetValue(tokens), batches, parse.GetValue(repeats), parse.GetValue(json) ? null : Console.Error);
+            Console.WriteLine(parse.GetValue(json) ? result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) : Training.GenAiBenchmark.Table(result));
+            return 0;
+        }));
+        return cmd;
     }
 
     private static Command Decode()

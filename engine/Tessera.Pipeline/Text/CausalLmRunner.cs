@@ -39,24 +39,28 @@ public sealed class CausalLmRunner(ICompiledModel model, DecoderShape shape)
     }
 
     /// <summary>Greedy decode of <paramref name="newTokens"/> tokens after <paramref name="prompt"/> (batch 1).</summary>
-    public int[] Greedy(IReadOnlyList<long> prompt, int newTokens, CancellationToken cancel = default)
+    public int[] Greedy(IReadOnlyList<long> prompt, int newTokens, CancellationToken cancel = default) => GreedyBatch([prompt], newTokens, cancel)[0];
+
+    /// <summary>Greedy decode of <paramref name="newTokens"/> tokens after each of <paramref name="prompts"/> (equal lengths), as one batch.</summary>
+    public int[][] GreedyBatch(IReadOnlyList<IReadOnlyList<long>> prompts, int newTokens, CancellationToken cancel = default)
     {
+        int b = prompts.Count, p = prompts[0].Count;
+        if (prompts.Any(x => x.Count != p)) throw new ArgumentException("Prompts must have the same length.", nameof(prompts));
         var pastK = new IDeviceTensor?[shape.Layers];
         var pastV = new IDeviceTensor?[shape.Layers];
-        var result = new int[newTokens];
+        var result = Enumerable.Range(0, b).Select(_ => new int[newTokens]).ToArray();
         try
         {
-            long[] ids = [.. prompt];
-            int length = 0;
+            long[] ids = prompts.SelectMany(x => x).ToArray();
+            int length = 0, t = p;
             for (int step = 0; step < newTokens; step++)
             {
                 cancel.ThrowIfCancellationRequested();
-                int t = ids.Length;
-                var positions = Enumerable.Range(length, t).Select(i => (long)i).ToArray();
-                var mask = Enumerable.Repeat(1L, length + t).ToArray();
-                var feeds = Feeds(HostTensor.Create(ids, 1, t), HostTensor.Create(mask, 1, length + t), HostTensor.Create(positions, 1, t), step == 0 ? null : (pastK, pastV), 1);
+                var positions = Enumerable.Range(0, b).SelectMany(_ => Enumerable.Range(length, t).Select(i => (long)i)).ToArray();
+                var mask = Enumerable.Repeat(1L, b * (length + t)).ToArray();
+                var feeds = Feeds(HostTensor.Create(ids, b, t), HostTensor.Create(mask, b, length + t), HostTensor.Create(positions, b, t), step == 0 ? null : (pastK, pastV), b);
                 using var outputs = model.Run(feeds);
-                var logits = new float[t * shape.VocabSize];
+                var logits = new float[b * t * shape.VocabSize];
                 outputs["logits"].CopyTo<float>(logits);
                 for (int l = 0; l < shape.Layers; l++)
                 {
@@ -65,12 +69,17 @@ public sealed class CausalLmRunner(ICompiledModel model, DecoderShape shape)
                     pastK[l] = outputs.Take($"present.{l}.key");
                     pastV[l] = outputs.Take($"present.{l}.value");
                 }
-                var last = logits.AsSpan((t - 1) * shape.VocabSize, shape.VocabSize);
-                int best = 0;
-                for (int v = 1; v < last.Length; v++) if (last[v] > last[best]) best = v;
-                result[step] = best;
+                ids = new long[b];
+                for (int row = 0; row < b; row++)
+                {
+                    var last = logits.AsSpan((row * t + t - 1) * shape.VocabSize, shape.VocabSize);
+                    int best = 0;
+                    for (int v = 1; v < last.Length; v++) if (last[v] > last[best]) best = v;
+                    result[row][step] = best;
+                    ids[row] = best;
+                }
                 length += t;
-                ids = [best];
+                t = 1;
             }
         }
         finally
