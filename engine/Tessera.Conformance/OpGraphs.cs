@@ -27,12 +27,21 @@ public static class OpGraphs
             g.Output(g.Node("MatMul", x, g.Initializer("w", Weights(128 * 96, 1), 128, 96)), "y", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 64, 96));
             return g.ToBytes();
         }, 1e-4, 1e-4),
-        new("op.gemm-bias-relu", "MatMul + Add + Relu (a linear layer)", () =>
+        new("op.matmul-bias-relu", "MatMul + Add + Relu (a linear layer as the exporter writes it)", () =>
         {
             var g = Graph("linear");
             var x = g.Input("x", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 48));
             var h = g.Node("Add", g.Node("MatMul", x, g.Initializer("w", Weights(48 * 32, 2), 48, 32)), g.Initializer("b", Weights(32, 3), 32));
             g.Output(g.Node("Relu", h), "y", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 32));
+            return g.ToBytes();
+        }, 1e-4, 1e-4),
+        new("op.gemm-bias-relu", "Gemm (transB, alpha 0.5, beta 2) + Relu", () =>
+        {
+            var g = Graph("gemm");
+            var x = g.Input("x", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 48));
+            var gemm = g.Node("Gemm", [x, g.Initializer("w", Weights(32 * 48, 12), 32, 48), g.Initializer("b", Weights(32, 13), 32)],
+                [OnnxAttribute.Int("transB", 1), OnnxAttribute.Float("alpha", 0.5f), OnnxAttribute.Float("beta", 2f)]);
+            g.Output(g.Node("Relu", gemm), "y", TensorElementType.Float32, OnnxGraphBuilder.Dims("batch", 32));
             return g.ToBytes();
         }, 1e-4, 1e-4),
         new("op.softmax", "Softmax over the last axis", () =>

@@ -15,7 +15,9 @@ public static class PluginCommand
 {
     public static Command Create()
     {
-        var folder = new Argument<DirectoryInfo>("folder") { Description = "Folder holding the plugin (its dll and dependencies), as it would be deployed." };
+        var folder = new Argument<DirectoryInfo?>("folder") { Description = "Folder holding the plugin (its dll and dependencies), as it would be deployed.", Arity = ArgumentArity.ZeroOrOne };
+        var listOps = new Option<bool>("--list-ops") { Description = "Print the ONNX ops and opsets the conformance graphs and the model package use (and its --int8 variant's contrib ops), then stop." };
+        var dumpGraphs = new Option<DirectoryInfo?>("--dump-graphs") { Description = "Write every conformance graph (op-level and model) to this folder as .onnx, with index.json (case, description, tolerance), then stop." };
         var device = new Option<string?>("--device") { Description = "Verify only this device (kind:index). Default: every available device of the plugin." };
         var model = new Option<DirectoryInfo?>("--model") { Description = "Model package whose graphs are also verified. Default: the shipped default model." };
         var noModels = new Option<bool>("--no-models") { Description = "Only the op-level and contract cases (fast)." };
@@ -23,10 +25,81 @@ public static class PluginCommand
         var json = new Option<bool>("--json") { Description = "Print the report as JSON." };
         var verify = new Command("verify", "Load a plugin, check its contract, and run the conformance suite (op-level graphs and the shipped model's graphs) on its devices against ONNX Runtime's CPU EP, with a named tolerance per case. Exit code: 0 all passed, 1 a case failed or the plugin did not load, 2 no available device to verify.")
         {
-            folder, device, model, noModels, scale, json,
+            folder, device, model, noModels, scale, json, listOps, dumpGraphs,
         };
-        verify.SetAction(parse => CliErrors.Run(() => Verify(parse.GetValue(folder)!, parse.GetValue(device), parse.GetValue(model), parse.GetValue(noModels), parse.GetValue(scale), parse.GetValue(json), parse)));
+        verify.SetAction(parse => CliErrors.Run(() =>
+        {
+            if (parse.GetValue(listOps)) return ListOps(Cases(parse.GetValue(model), parse.GetValue(noModels), Console.Out), parse.GetValue(json));
+            if (parse.GetValue(dumpGraphs) is { } dump) return DumpGraphs(Cases(parse.GetValue(model), parse.GetValue(noModels), Console.Out), dump.FullName);
+            var dir = parse.GetValue(folder) ?? throw new ArgumentException("Give the plugin folder to verify (or --list-ops / --dump-graphs).");
+            return Verify(dir, parse.GetValue(device), parse.GetValue(model), parse.GetValue(noModels), parse.GetValue(scale), parse.GetValue(json), parse);
+        }));
         return new Command("plugin", "Work with hardware plugins (see docs/writing-a-plugin.md).") { verify };
+    }
+
+    /// <summary>The op-level cases and, unless <paramref name="noModels"/>, the model package's graphs.</summary>
+    private static List<ConformanceCase> Cases(DirectoryInfo? modelDir, bool noModels, TextWriter log)
+    {
+        var cases = OpGraphs.All().ToList();
+        if (noModels) return cases;
+        var dir = modelDir?.FullName ?? ModelPackage.DefaultDirectory();
+        if (Directory.Exists(dir)) cases.AddRange(ConformanceRunner.ModelCases(dir));
+        else log.WriteLine($"  (no model package at {dir}; model cases skipped. Pass --model <folder>.)");
+        return cases;
+    }
+
+    /// <summary>
+    /// The ops a runtime must run: per (domain, op) the opset and the cases that use it; the model graphs' int8
+    /// variants (tessera export --int8) add com.microsoft.MatMulNBits.
+    /// </summary>
+    private static int ListOps(List<ConformanceCase> cases, bool json)
+    {
+        var uses = new SortedDictionary<string, SortedSet<string>>(StringComparer.Ordinal);
+        var opsets = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        void Scan(string caseName, Tessera.Onnx.Proto.ModelProto m)
+        {
+            foreach (var o in m.OpsetImport) opsets[o.Domain.Length == 0 ? "ai.onnx" : o.Domain] = Math.Max(opsets.GetValueOrDefault(o.Domain.Length == 0 ? "ai.onnx" : o.Domain), o.Version);
+            foreach (var n in m.Graph.Node)
+            {
+                var key = $"{(n.Domain.Length == 0 ? "ai.onnx" : n.Domain)}.{n.OpType}";
+                if (!uses.TryGetValue(key, out var set)) uses[key] = set = new SortedSet<string>(StringComparer.Ordinal);
+                set.Add(caseName);
+            }
+        }
+        foreach (var c in cases)
+        {
+            var m = Tessera.Onnx.Proto.ModelProto.Parser.ParseFrom(c.Graph());
+            Scan(c.Name, m);
+            if (c.Name.StartsWith("model.", StringComparison.Ordinal)) Scan(c.Name + " (--int8)", Tessera.Onnx.OnnxVariants.ToInt8Weights(m));
+        }
+        if (json)
+        {
+            Console.WriteLine(new JsonObject
+            {
+                ["opsets"] = new JsonObject(opsets.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
+                ["ops"] = new JsonArray(uses.Select(kv => (JsonNode)new JsonObject { ["op"] = kv.Key, ["usedBy"] = new JsonArray(kv.Value.Select(v => (JsonNode)v).ToArray()) }).ToArray()),
+            }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            return 0;
+        }
+        Console.WriteLine($"opsets: {string.Join(", ", opsets.Select(kv => $"{kv.Key} {kv.Value}"))}");
+        Console.WriteLine($"{"op",-36}used by");
+        foreach (var (op, by) in uses) Console.WriteLine($"{op,-36}{string.Join(", ", by)}");
+        return 0;
+    }
+
+    private static int DumpGraphs(List<ConformanceCase> cases, string dir)
+    {
+        Directory.CreateDirectory(dir);
+        var index = new JsonArray();
+        foreach (var c in cases)
+        {
+            var file = $"{c.Name}.onnx";
+            File.WriteAllBytes(Path.Combine(dir, file), c.Graph());
+            index.Add(new JsonObject { ["case"] = c.Name, ["file"] = file, ["description"] = c.Description, ["tolerance"] = c.ToleranceText });
+        }
+        File.WriteAllText(Path.Combine(dir, "index.json"), index.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Console.WriteLine($"wrote {cases.Count} conformance graphs and index.json to {dir}; feed each its inputs and compare with ONNX Runtime's CPU EP within the listed tolerance (or run tessera plugin verify)");
+        return 0;
     }
 
     private static int Verify(DirectoryInfo folder, string? deviceFilter, DirectoryInfo? modelDir, bool noModels, double scale, bool json, ParseResult parse)
@@ -68,13 +141,7 @@ public static class PluginCommand
         var devices = engine.Devices.Devices.Where(d => wanted is null || d.Info.Id == wanted).ToList();
         if (deviceFilter is not null && devices.Count == 0)
             throw new ArgumentException($"The plugin offers no device {deviceFilter}; it offers {string.Join(", ", engine.Devices.Devices.Select(d => d.Info.Id))}.");
-        var cases = OpGraphs.All().ToList();
-        if (!noModels)
-        {
-            var dir = modelDir?.FullName ?? ModelPackage.DefaultDirectory();
-            if (Directory.Exists(dir)) cases.AddRange(ConformanceRunner.ModelCases(dir));
-            else log.WriteLine($"  (no model package at {dir}; model cases skipped. Pass --model <folder>.)");
-        }
+        var cases = Cases(modelDir, noModels, log);
         var runner = new ConformanceRunner(engine, scale);
         var results = new List<CaseResult>();
         foreach (var d in devices)
