@@ -7,7 +7,7 @@ namespace Tessera.Abstractions;
 /// <param name="UnavailableReason">When not available: what is missing and what to do. Null otherwise.</param>
 /// <param name="TotalMemoryBytes">Device memory in bytes, when known.</param>
 /// <param name="FreeMemoryBytes">Free device memory in bytes, when known.</param>
-/// <param name="Capabilities">Flags such as <c>fp16</c>, <c>int8</c>, <c>iobinding</c>, <c>device-resident-tensors</c>.</param>
+/// <param name="Capabilities">Flags from <see cref="DeviceCapabilities"/>: <c>fp16</c>, <c>bf16</c>, <c>int8</c>, <c>device-resident-tensors</c>, <c>compiled-model-cache</c>.</param>
 /// <param name="PreferenceScore">Higher is preferred by <c>auto</c> placement; the CPU reference scores 10.</param>
 /// <param name="Properties">Free-form facts for display (driver version, compute capability, thread counts).</param>
 public sealed record DeviceInfo(

@@ -51,7 +51,8 @@ public sealed class ImageGenerator : IDisposable
     public DeviceId DecoderDevice => _decoder.Model.Device;
 
     /// <summary>Everything that fell back to another device when the stages were compiled.</summary>
-    public IReadOnlyList<string> FallbackNotes => _ar.FallbackNotes.Concat(_decoder.FallbackNotes).ToList();
+    /// <summary>What fell back, once per distinct note (both stages on one unavailable device give the same note).</summary>
+    public IReadOnlyList<string> FallbackNotes => _ar.FallbackNotes.Concat(_decoder.FallbackNotes).Distinct().ToList();
 
     public GenerationResult Generate(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default) =>
         RunDecoderStage(request, RunArStage(request, progress, cancel), progress, cancel);
