@@ -38,8 +38,10 @@ public sealed class PluginTemplateTests
             (code, output) = Run("dotnet", dir, "new", "tessera-plugin", "-n", "Acme.Npu", "--kind", "npu", "--vendor", "Acme", "--debug:custom-hive", hive);
             Assert.AreEqual(0, code, output);
             var project = Path.Combine(dir, "Acme.Npu");
-            File.WriteAllText(Path.Combine(project, "nuget.config"),
-                $"<?xml version=\"1.0\" encoding=\"utf-8\"?><configuration><packageSources><add key=\"tessera-local\" value=\"{feed}\" /></packageSources></configuration>");
+            // The documented command, on the nuget.config the template ships.
+            Assert.IsTrue(File.Exists(Path.Combine(project, "nuget.config")), "the template ships a nuget.config");
+            (code, output) = Run("dotnet", project, "nuget", "add", "source", feed, "-n", "tessera-local", "--configfile", "nuget.config");
+            Assert.AreEqual(0, code, output);
             (code, output) = Run("dotnet", project, "build", "-c", "Release", "-nologo", "-v", "q");
             Assert.AreEqual(0, code, output);
 
