@@ -33,8 +33,8 @@ public static class GlmImageArExporter
         int i2i = 0, sliced = 0;
         bool Ignore(string name)
         {
-            if (name.StartsWith("model.visual.", StringComparison.Ordinal) || name.StartsWith("model.vqmodel.", StringComparison.Ordinal)) { i2i++; return true; }
-            if (LayerIndex(name) is { } i && i >= config.LayersBuilt) { sliced++; return true; }
+            if (GlmImageTensorNames.IsArImageToImage(name)) { i2i++; return true; }
+            if (GlmImageTensorNames.BeyondSlice(name, GlmImageTensorNames.ArLayers, config.LayersBuilt)) { sliced++; return true; }
             return false;
         }
         var weights = StateDictLoader.Load(model, visionLanguageEncoderDir, checkpoint.ReadShards(), ignore: Ignore);
@@ -49,15 +49,6 @@ public static class GlmImageArExporter
             report["tensors"] = new JsonObject { ["consumed"] = weights.Consumed.Count, ["imageToImageNotUsed"] = i2i, ["beyondSlice"] = sliced, ["missing"] = 0, ["unexpected"] = 0 };
         });
         return new GlmImageArExportResult(config, result, weights, i2i, sliced);
-    }
-
-    private static int? LayerIndex(string name)
-    {
-        const string prefix = "model.language_model.layers.";
-        if (!name.StartsWith(prefix, StringComparison.Ordinal)) return null;
-        var rest = name.AsSpan(prefix.Length);
-        int dot = rest.IndexOf('.');
-        return dot > 0 && int.TryParse(rest[..dot], out var i) ? i : null;
     }
 
     /// <summary>

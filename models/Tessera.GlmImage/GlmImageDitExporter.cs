@@ -29,11 +29,9 @@ public static class GlmImageDitExporter
         int sliced = 0;
         bool Ignore(string name)
         {
-            const string prefix = "transformer_blocks.";
-            if (!name.StartsWith(prefix, StringComparison.Ordinal)) return false;
-            var rest = name[prefix.Length..];
-            if (int.TryParse(rest[..rest.IndexOf('.')], out var i) && i >= config.LayersBuilt) { sliced++; return true; }
-            return false;
+            if (!GlmImageTensorNames.BeyondSlice(name, GlmImageTensorNames.DitLayers, config.LayersBuilt)) return false;
+            sliced++;
+            return true;
         }
         var weights = StateDictLoader.Load(model, transformerDir, checkpoint.ReadShards(), ignore: Ignore);
         var proto = GlmImageDitGraph.Build(model, opset);

@@ -39,14 +39,13 @@ public static class GlmImagePlan
         return stages;
     }
 
-    private static bool Used(string stage, string name, int? layers)
+    /// <summary>Whether the import uses a tensor: the same rules as the stage exporters (image-to-image parts and layers beyond the slice are not).</summary>
+    private static bool Used(string stage, string name, int? layers) => stage switch
     {
-        if (stage == "ar" && (name.StartsWith("model.visual.", StringComparison.Ordinal) || name.StartsWith("model.vqmodel.", StringComparison.Ordinal))) return false;
-        if (stage == "vae" && (name.StartsWith("encoder.", StringComparison.Ordinal) || name.StartsWith("quant_conv.", StringComparison.Ordinal))) return false;
-        if (layers is { } n)
-            foreach (var prefix in new[] { "model.language_model.layers.", "transformer_blocks." })
-                if (name.StartsWith(prefix, StringComparison.Ordinal) && int.TryParse(name.AsSpan(prefix.Length, name.IndexOf('.', prefix.Length) - prefix.Length), out var i) && i >= n)
-                    return false;
-        return true;
-    }
+        "ar" => !GlmImageTensorNames.IsArImageToImage(name) && !GlmImageTensorNames.BeyondSlice(name, GlmImageTensorNames.ArLayers, layers),
+        "decoder" => !GlmImageTensorNames.BeyondSlice(name, GlmImageTensorNames.DitLayers, layers),
+        "glyph-encoder" => !GlmImageTensorNames.BeyondSlice(name, GlmImageTensorNames.T5Layers, layers),
+        "vae" => !GlmImageTensorNames.IsVaeEncoder(name),
+        _ => true,
+    };
 }

@@ -32,12 +32,9 @@ public static class GlmImageT5Exporter
         int sliced = 0;
         bool Ignore(string name)
         {
-            const string prefix = "encoder.block.";
-            if (!name.StartsWith(prefix, StringComparison.Ordinal)) return false;
-            var rest = name[prefix.Length..];
-            int dot = rest.IndexOf('.');
-            if (dot > 0 && int.TryParse(rest[..dot], out var i) && i >= config.LayersBuilt) { sliced++; return true; }
-            return false;
+            if (!GlmImageTensorNames.BeyondSlice(name, GlmImageTensorNames.T5Layers, config.LayersBuilt)) return false;
+            sliced++;
+            return true;
         }
         // The tied copy, when the file has one, is kept aside to be checked against shared.weight after loading
         // (both are copied into the one tensor, so a differing copy would otherwise be overwritten silently).

@@ -91,7 +91,7 @@ public static class GlmImageVaeExport
         int encoder = 0;
         bool Ignore(string name)
         {
-            if (name.StartsWith("encoder.", StringComparison.Ordinal) || name.StartsWith("quant_conv.", StringComparison.Ordinal)) { encoder++; return true; }
+            if (GlmImageTensorNames.IsVaeEncoder(name)) { encoder++; return true; }
             return false;
         }
         var weights = StateDictLoader.Load(model, vaeDir, checkpoint.ReadShards(), ignore: Ignore);
