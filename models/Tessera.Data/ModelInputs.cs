@@ -16,9 +16,12 @@ public static class ModelInputs
     }
 
     /// <summary>Channel-first floats in [-1, 1] (3, S, S) → RGB bytes (S, S, 3), rounded and clamped.</summary>
-    public static byte[] ToRgb(ReadOnlySpan<float> chw, int size)
+    public static byte[] ToRgb(ReadOnlySpan<float> chw, int size) => ToRgb(chw, size, size);
+
+    /// <summary>Channel-first floats in [-1, 1] (3, H, W) → RGB bytes (H, W, 3), rounded and clamped.</summary>
+    public static byte[] ToRgb(ReadOnlySpan<float> chw, int width, int height)
     {
-        int plane = size * size;
+        int plane = width * height;
         var rgb = new byte[plane * 3];
         for (int p = 0; p < plane; p++)
             for (int c = 0; c < 3; c++)
@@ -41,11 +44,17 @@ public static class ModelInputs
     public static long[] PriorFromTarget(ReadOnlySpan<int> target, int targetGrid, int priorGrid)
     {
         if (priorGrid % targetGrid != 0) throw new ArgumentException($"A {priorGrid}x{priorGrid} prior cannot be upsampled from a {targetGrid}x{targetGrid} grid.");
-        int f = priorGrid / targetGrid;
-        var prior = new long[priorGrid * priorGrid];
-        for (int r = 0; r < priorGrid; r++)
-            for (int c = 0; c < priorGrid; c++)
-                prior[r * priorGrid + c] = target[r / f * targetGrid + c / f];
-        return prior;
+        return Upsample(target, targetGrid, targetGrid, priorGrid / targetGrid);
+    }
+
+    /// <summary>Nearest-neighbour upsampling of a (rows, cols) token grid by <paramref name="factor"/> on both axes, row-major.</summary>
+    public static long[] Upsample(ReadOnlySpan<int> grid, int rows, int cols, int factor)
+    {
+        int outCols = cols * factor;
+        var result = new long[rows * factor * outCols];
+        for (int r = 0; r < rows * factor; r++)
+            for (int c = 0; c < outCols; c++)
+                result[r * outCols + c] = grid[r / factor * cols + c / factor];
+        return result;
     }
 }

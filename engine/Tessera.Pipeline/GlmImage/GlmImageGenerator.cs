@@ -64,7 +64,7 @@ public sealed class GlmImageGenerator : IDisposable
         r.Validate();
         var target = WriteTokens(r, progress, cancel);
         var (th, tw, _, _) = Grids(r.Width, r.Height);
-        return Decode(r, ModelInputs_Upsample(target, th, tw), progress, cancel);
+        return Decode(r, ModelInputs.Upsample(target, th, tw, 2), progress, cancel);
     }
 
     // ---------------------------------------------------------------- AR
@@ -159,15 +159,6 @@ public sealed class GlmImageGenerator : IDisposable
         return tokens[(ph * pw)..]; // the preview grid is written first and not used
     }
 
-    /// <summary>Nearest ×2 of the target grid (th × tw) to the DiT's token grid (2th × 2tw), row-major.</summary>
-    private static long[] ModelInputs_Upsample(int[] target, int th, int tw)
-    {
-        var prior = new long[4 * th * tw];
-        for (int y = 0; y < 2 * th; y++)
-            for (int x = 0; x < 2 * tw; x++) prior[y * 2 * tw + x] = target[y / 2 * tw + x / 2];
-        return prior;
-    }
-
     // ---------------------------------------------------------------- glyphs, DiT, VAE
 
     /// <summary>Glyph states (1, Σ lengths, width) for a prompt's quoted texts (one EOS for none).</summary>
@@ -226,12 +217,7 @@ public sealed class GlmImageGenerator : IDisposable
         using var image = _vae.Model.Run(new Dictionary<string, ITensorValue> { ["latents"] = HostTensor.Create(x, 1, c, h, w) });
         var chw = new float[3 * r.Height * r.Width];
         image["image"].CopyTo<float>(chw);
-        // [-1, 1] channel-first → RGB bytes: clamp(x / 2 + 1/2) · 255, rounded.
-        int pixels = r.Height * r.Width;
-        var rgb = new byte[3 * pixels];
-        for (int p = 0; p < pixels; p++)
-            for (int ch = 0; ch < 3; ch++)
-                rgb[3 * p + ch] = (byte)Math.Round(Math.Clamp(chw[ch * pixels + p] * 0.5 + 0.5, 0, 1) * 255);
+        var rgb = ModelInputs.ToRgb(chw, r.Width, r.Height); // [-1, 1] channel-first → RGB bytes
         return ImageFiles.EncodePng(rgb, r.Width, r.Height);
     }
 
