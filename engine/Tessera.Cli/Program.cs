@@ -8,6 +8,8 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        // Verbs of the tools install (training, export, import, packaging) run in that install's process.
+        if (ToolsInstall.Handles(args)) return ToolsInstall.Forward(args);
         var root = new RootCommand("Tessera: hybrid image generation (autoregressive tokens + diffusion decoder) on pluggable hardware.");
         GlobalOptions.AddTo(root);
         root.Subcommands.Add(GenerateCommand.Create());
@@ -18,10 +20,17 @@ public static class Program
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(DataCommand.Create());
-        root.Subcommands.Add(TrainCommand.Create());
-        root.Subcommands.Add(ExportCommand.Create());
-        root.Subcommands.Add(PackageCommand.Create());
-        root.Subcommands.Add(ImportCommand.Create());
+        ToolsInstall.AddPlaceholders(root);
+        return Run(root, args);
+    }
+
+    /// <summary>
+    /// Parses and runs <paramref name="args"/> against <paramref name="root"/> the way every Tessera executable does:
+    /// parse errors as one line, SIGTERM/SIGINT as cancellation with a grace period, failures through
+    /// <see cref="CliErrors"/>. Used by <c>tessera</c> and by the tools install's <c>tessera-tools</c>.
+    /// </summary>
+    public static int Run(RootCommand root, string[] args)
+    {
         int code;
         try
         {

@@ -8,13 +8,15 @@ using Tessera.Models.Export;
 using Tessera.Onnx;
 using Tessera.Onnx.Proto;
 using static TorchSharp.torch;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Training;
+namespace Tessera.Tools.Training;
 
 /// <summary>
 /// <c>tessera bench decode</c>: AR decode with the KV cache against the machine's memory bandwidth. Decoding one
 /// token reads every weight once (the batch shares the read), so tokens/s × weight bytes per step is the bandwidth the
-/// decode achieves; it is printed next to the read bandwidth measured in the same run (<see cref="Bench.MemoryBandwidth"/>)
+/// decode achieves; it is printed next to the read bandwidth measured in the same run (<see cref="MemoryBandwidth"/>)
 /// and as their ratio. At GLM-Image's widths: a slice of N layers (hidden 4096, 32 query / 2 KV heads, FFN 13696,
 /// partial rotary 0.5, 3-axis positions) with an embedding and the 16512-token vision-vocabulary head, random weights.
 /// Each precision is an export variant of the same graph; its logits are compared with fp32's on the same prefill.
@@ -44,7 +46,7 @@ public static class DecodeBenchmark
             fp32 = ArExport.Export(model, "bench_decode");
         }
         log?.WriteLine("measuring memory read bandwidth");
-        double bandwidth = Bench.MemoryBandwidth.MeasureReadGBps(threads: threads);
+        double bandwidth = MemoryBandwidth.MeasureReadGBps(threads: threads);
 
         var dir = Directory.CreateTempSubdirectory("tessera-bench-decode-");
         var rows = new JsonArray();
@@ -79,7 +81,7 @@ public static class DecodeBenchmark
                 referenceLogits ??= logits;
                 double error = referenceLogits.Zip(logits, (a, b) => Math.Abs(a - b)).Max();
                 log?.WriteLine($"{precision}: decoding {tokens} tokens at batch {batch}, {repeats} repeats");
-                double seconds = Bench.BenchStats.MedianSeconds(repeats, warmups: 1, run: () => ExportBenchmark.OnnxDecode(compiled.Model, config, batch, PrefillTokens, tokens));
+                double seconds = BenchStats.MedianSeconds(repeats, warmups: 1, run: () => ExportBenchmark.OnnxDecode(compiled.Model, config, batch, PrefillTokens, tokens));
                 double stepsPerSecond = tokens / seconds;
                 // Per step: every weight once, plus the KV cache read back (past grows from the prefill).
                 double kvBytes = (double)batch * config.Layers * 2 * config.KvHeads * config.HeadDim * 4 * (PrefillTokens + tokens / 2.0);

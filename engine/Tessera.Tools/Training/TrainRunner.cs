@@ -1,7 +1,9 @@
 using Tessera.Models;
 using Tessera.Models.Training;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Training;
+namespace Tessera.Tools.Training;
 
 /// <summary>Runs a training stage (this class is the only place the CLI touches TorchSharp for training).</summary>
 public static class TrainRunner

@@ -6,8 +6,10 @@ using Tessera.Export.Llm;
 using Tessera.Pipeline.Text;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Training;
+namespace Tessera.Tools.Training;
 
 /// <summary>
 /// <c>tessera bench genai</c>: the same Llama-style ONNX (random weights, exported by <c>tessera export llm</c>'s path)
@@ -72,10 +74,10 @@ public static class GenAiBenchmark
                 var theirTimes = new List<double>();
                 for (int round = 0; round < repeats; round++)
                 {
-                    ourTimes.Add(Bench.BenchStats.MedianSeconds(1, () => ours = runner.GreedyBatch(prompts, newTokens)));
-                    theirTimes.Add(Bench.BenchStats.MedianSeconds(1, () => theirs = GenAiGreedy(genai, prompts, newTokens)));
+                    ourTimes.Add(BenchStats.MedianSeconds(1, () => ours = runner.GreedyBatch(prompts, newTokens)));
+                    theirTimes.Add(BenchStats.MedianSeconds(1, () => theirs = GenAiGreedy(genai, prompts, newTokens)));
                 }
-                double tessera = Bench.BenchStats.Median(ourTimes), reference = Bench.BenchStats.Median(theirTimes);
+                double tessera = BenchStats.Median(ourTimes), reference = BenchStats.Median(theirTimes);
                 int agree = Enumerable.Range(0, batch).Count(r => ours[r].SequenceEqual(theirs[r]));
                 rows.Add(new JsonObject
                 {

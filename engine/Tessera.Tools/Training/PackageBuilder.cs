@@ -4,8 +4,10 @@ using Tessera.Export;
 using Tessera.Models;
 using Tessera.Models.Training;
 using Tessera.Pipeline;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Training;
+namespace Tessera.Tools.Training;
 
 /// <summary>Exports the three stages and writes manifest.json, the tokenizer table and the training curves.</summary>
 public static class PackageBuilder

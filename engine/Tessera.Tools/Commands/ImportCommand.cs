@@ -1,7 +1,9 @@
 using System.CommandLine;
 using Tessera.Export;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Commands;
+namespace Tessera.Tools.Commands;
 
 /// <summary><c>tessera import glm-image</c>: the official GLM-Image snapshot → a Tessera package (libtorch loads here, as in export).</summary>
 public static class ImportCommand

@@ -1,8 +1,10 @@
 using System.Text.Json.Nodes;
 using Tessera.Models;
 using Tessera.Models.Training;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Training;
+namespace Tessera.Tools.Training;
 
 /// <summary>
 /// <c>tessera bench train</c>: training steps/s of the VQ stage with (a) batches made on a background thread vs
@@ -43,7 +45,7 @@ public static class TrainBenchmark
         {
             if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         }
-        double baseline = Bench.BenchStats.Median(rates[variants[0]]);
+        double baseline = BenchStats.Median(rates[variants[0]]);
         return new JsonObject
         {
             ["benchmark"] = "train",
@@ -55,11 +57,11 @@ public static class TrainBenchmark
                 ["name"] = v.Name,
                 ["backgroundBatches"] = v.Background,
                 ["fusedEma"] = v.Fused,
-                ["stepsPerSecond"] = Math.Round(Bench.BenchStats.Median(rates[v]), 3),
-                ["ratioToBaseline"] = Math.Round(Bench.BenchStats.Median(rates[v]) / baseline, 3),
+                ["stepsPerSecond"] = Math.Round(BenchStats.Median(rates[v]), 3),
+                ["ratioToBaseline"] = Math.Round(BenchStats.Median(rates[v]) / baseline, 3),
             }).ToArray()),
-            ["backgroundVsInline"] = Math.Round(Bench.BenchStats.Median(rates[variants[1]]) / baseline, 3),
-            ["fusedVsSeparateEma"] = Math.Round(Bench.BenchStats.Median(rates[variants[2]]) / baseline, 3),
+            ["backgroundVsInline"] = Math.Round(BenchStats.Median(rates[variants[1]]) / baseline, 3),
+            ["fusedVsSeparateEma"] = Math.Round(BenchStats.Median(rates[variants[2]]) / baseline, 3),
         };
     }
 

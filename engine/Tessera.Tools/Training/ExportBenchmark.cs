@@ -9,8 +9,10 @@ using Tessera.Models;
 using Tessera.Models.Ar;
 using Tessera.Models.Dit;
 using static TorchSharp.torch;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Training;
+namespace Tessera.Tools.Training;
 
 /// <summary>
 /// <c>tessera bench export</c>: the same AR and DiT weights (default configs, seeded) run in TorchSharp eager and, after
@@ -47,9 +49,9 @@ public static class ExportBenchmark
         foreach (int batch in new[] { 1, 8 })
         {
             log?.WriteLine($"AR decode, batch {batch}");
-            double torchTps = Bench.BenchStats.MedianSeconds(repeats, warmups: 1, run: () => TorchDecode(ar, batch)) is var t ? batch * 64 / t : 0;
-            double onnxTps = Bench.BenchStats.MedianSeconds(repeats, warmups: 1, run: () => OnnxDecode(arOnnx.Model, arConfig, batch)) is var o ? batch * 64 / o : 0;
-            double int8Tps = Bench.BenchStats.MedianSeconds(repeats, warmups: 1, run: () => OnnxDecode(arOnnx8.Model, arConfig, batch)) is var q ? batch * 64 / q : 0;
+            double torchTps = BenchStats.MedianSeconds(repeats, warmups: 1, run: () => TorchDecode(ar, batch)) is var t ? batch * 64 / t : 0;
+            double onnxTps = BenchStats.MedianSeconds(repeats, warmups: 1, run: () => OnnxDecode(arOnnx.Model, arConfig, batch)) is var o ? batch * 64 / o : 0;
+            double int8Tps = BenchStats.MedianSeconds(repeats, warmups: 1, run: () => OnnxDecode(arOnnx8.Model, arConfig, batch)) is var q ? batch * 64 / q : 0;
             result[$"arTokensPerSecondBatch{batch}"] = new JsonObject
             {
                 ["torchSharpEager"] = Math.Round(torchTps, 1), ["onnxRuntime"] = Math.Round(onnxTps, 1), ["ratio"] = Math.Round(onnxTps / torchTps, 2),
@@ -61,14 +63,14 @@ public static class ExportBenchmark
         var tt = tensor(new[] { 0.5f, 0.5f });
         var prior = randint(0, 512, [2, 16, 16]);
         var glyphs = randint(1, 200, [2, 16]);
-        double torchDit = Bench.BenchStats.MedianSeconds(repeats, warmups: 1, run: () => { using var _ = no_grad(); for (int i = 0; i < 5; i++) dit.Forward(xt, tt, prior, glyphs).Dispose(); }) / 5;
+        double torchDit = BenchStats.MedianSeconds(repeats, warmups: 1, run: () => { using var _ = no_grad(); for (int i = 0; i < 5; i++) dit.Forward(xt, tt, prior, glyphs).Dispose(); }) / 5;
         var feeds = new Dictionary<string, ITensorValue>
         {
             ["x_t"] = HostTensor.Create(xt.data<float>().ToArray(), 2, 3, 64, 64), ["t"] = HostTensor.Create(new[] { 0.5f, 0.5f }, 2),
             ["prior"] = HostTensor.Create(prior.data<long>().ToArray(), 2, 16, 16), ["glyphs"] = HostTensor.Create(glyphs.data<long>().ToArray(), 2, 16),
         };
-        double onnxDit = Bench.BenchStats.MedianSeconds(repeats, warmups: 1, run: () => { for (int i = 0; i < 5; i++) ditOnnx.Model.Run(feeds).Dispose(); }) / 5;
-        double int8Dit = Bench.BenchStats.MedianSeconds(repeats, warmups: 1, run: () => { for (int i = 0; i < 5; i++) ditOnnx8.Model.Run(feeds).Dispose(); }) / 5;
+        double onnxDit = BenchStats.MedianSeconds(repeats, warmups: 1, run: () => { for (int i = 0; i < 5; i++) ditOnnx.Model.Run(feeds).Dispose(); }) / 5;
+        double int8Dit = BenchStats.MedianSeconds(repeats, warmups: 1, run: () => { for (int i = 0; i < 5; i++) ditOnnx8.Model.Run(feeds).Dispose(); }) / 5;
         result["ditForwardPerSecondBatch2"] = new JsonObject
         {
             ["torchSharpEager"] = Math.Round(1 / torchDit, 2), ["onnxRuntime"] = Math.Round(1 / onnxDit, 2), ["ratio"] = Math.Round(torchDit / onnxDit, 2),

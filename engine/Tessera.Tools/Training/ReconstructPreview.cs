@@ -1,8 +1,10 @@
 using Tessera.Data;
 using Tessera.Models.Training;
 using static TorchSharp.torch;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Training;
+namespace Tessera.Tools.Training;
 
 /// <summary>
 /// <c>tessera data reconstruct</c>: validation samples next to their VQ reconstruction (image → 8x8 codes → image),

@@ -1,8 +1,10 @@
 using Tessera.Models.Export;
 using System.CommandLine;
 using Tessera.Export;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Commands;
+namespace Tessera.Tools.Commands;
 
 /// <summary><c>tessera export</c>: a trained stage → ONNX, validated against TorchSharp (libtorch loads only here and in train).</summary>
 public static class ExportCommand

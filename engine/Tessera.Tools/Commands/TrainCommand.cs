@@ -1,6 +1,8 @@
 using System.CommandLine;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Commands;
+namespace Tessera.Tools.Commands;
 
 /// <summary>
 /// <c>tessera train vq|ar|decoder</c>. The command tree is built without touching TorchSharp; the work is in

@@ -1,6 +1,8 @@
 using System.CommandLine;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Commands;
+namespace Tessera.Tools.Commands;
 
 /// <summary><c>tessera package</c>: a model package (manifest + ONNX per stage + tokenizer + curves) from training runs.</summary>
 public static class PackageCommand

@@ -1,7 +1,9 @@
 using Tessera.Models.Export;
 using Tessera.Export;
+using Tessera.Cli;
+using Tessera.Cli.Bench;
 
-namespace Tessera.Cli.Training;
+namespace Tessera.Tools.Training;
 
 /// <summary>Runs an export and prints the parity table; exits 1 when parity fails.</summary>
 public static class ExportRunner
