@@ -43,8 +43,7 @@ public static partial class CliErrors
 
     private static bool IsExpected(Exception e) =>
         e is TesseraException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException
-            or NotSupportedException or IOException or UnauthorizedAccessException or System.Text.Json.JsonException
-        || e.GetType().Name == "CheckpointException"; // Tessera.Models' type, matched by name so generate never loads that assembly
+            or NotSupportedException or IOException or UnauthorizedAccessException or System.Text.Json.JsonException;
 
     /// <summary>Writes the one line for <paramref name="e"/> and returns the exit code.</summary>
     public static int Report(Exception e)

@@ -215,7 +215,7 @@ public sealed class CliTests
     {
         var (code, stdout, _) = Tessera("--help");
         Assert.AreEqual(0, code);
-        foreach (var c in new[] { "generate", "devices", "run", "bench", "train", "export", "package", "eval", "data" }) StringAssert.Contains(stdout, c);
+        foreach (var c in new[] { "generate", "devices", "run", "bench", "serve", "plugin", "train", "export", "import", "package", "eval", "data" }) StringAssert.Contains(stdout, "\n  " + c + " ");
         var (code2, stdout2, _) = Tessera("run", "--help");
         Assert.AreEqual(0, code2);
         StringAssert.Contains(stdout2, "--input");

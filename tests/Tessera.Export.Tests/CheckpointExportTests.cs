@@ -62,7 +62,7 @@ public sealed class CheckpointExportTests
 
         using var engine = TestSupport.Engine(Path.Combine(_temp, "cache"));
         using var compiled = engine.Compile(ModelSource.FromFile(Path.Combine(outDir, "model.onnx")), "cpu:0");
-        var runner = new CausalLmRunner(compiled.Model, DecoderShape.FromGenAiConfig(Path.Combine(outDir, "genai_config.json")));
+        var runner = new CausalLmRunner(compiled.Model, CausalLmShape.FromGenAiConfig(Path.Combine(outDir, "genai_config.json")));
         var logits = runner.Logits(ids);
         Assert.AreEqual(expectedLogits.Length, logits.Length);
         double worst = expectedLogits.Zip(logits, (e, g) => Math.Abs(e - g)).Max();

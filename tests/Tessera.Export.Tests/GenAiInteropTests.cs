@@ -48,7 +48,7 @@ public sealed class GenAiInteropTests
 
         using var engine = TestSupport.Engine(Path.Combine(_temp, "cache"));
         using var compiled = engine.Compile(ModelSource.FromFile(Path.Combine(outDir, "model.onnx")), "cpu:0");
-        var tessera = new CausalLmRunner(compiled.Model, DecoderShape.FromGenAiConfig(result.GenAiConfigPath)).Greedy(prompt.Select(t => (long)t).ToArray(), 24);
+        var tessera = new CausalLmRunner(compiled.Model, CausalLmShape.FromGenAiConfig(result.GenAiConfigPath)).Greedy(prompt.Select(t => (long)t).ToArray(), 24);
 
         // GenAI stops when it picks the end-of-text token (config.json's eos_token_id) and leaves that token out of the
         // sequence; the other two loops run all 24 steps.

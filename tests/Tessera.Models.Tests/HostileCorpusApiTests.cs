@@ -167,11 +167,11 @@ public sealed class HostileCorpusApiTests
         foreach (var c in Cases("checkpoints"))
         {
             var file = Path.Combine(Corpus, "checkpoints", c.GetProperty("file").GetString()!);
-            var e = Assert.ThrowsExactly<CheckpointException>(() => Checkpoint.Load(file), file);
+            var e = Assert.ThrowsExactly<TrainingCheckpointException>(() => Checkpoint.Load(file), file);
             AssertOneLine(e, c.GetProperty("contains").GetString()!, file);
             StringAssert.Contains(e.Message, file);
         }
-        StringAssert.Contains(Assert.ThrowsExactly<CheckpointException>(() => Checkpoint.Load("/dev/zero")).Message, "not a regular file");
+        StringAssert.Contains(Assert.ThrowsExactly<TrainingCheckpointException>(() => Checkpoint.Load("/dev/zero")).Message, "not a regular file");
     }
 
     [TestMethod]

@@ -47,7 +47,7 @@ public sealed class RunFolderSafetyTests
         foreach (var c in Directory.GetFiles(Checkpoints, "*.tsr")) Corrupt(c);
         var before = Snapshot();
 
-        var e = Assert.ThrowsExactly<CheckpointException>(() => Run(Tiny(), resume: true).Run());
+        var e = Assert.ThrowsExactly<TrainingCheckpointException>(() => Run(Tiny(), resume: true).Run());
         StringAssert.Contains(e.Message, "Every checkpoint in");
         StringAssert.Contains(e.Message, "--force");
         var after = Snapshot();
@@ -85,7 +85,7 @@ public sealed class RunFolderSafetyTests
         Run(Tiny(), stopAfter: 4).Run();
         var before = Snapshot();
 
-        var e = Assert.ThrowsExactly<CheckpointException>(() => Run(Tiny()).Run());
+        var e = Assert.ThrowsExactly<TrainingCheckpointException>(() => Run(Tiny()).Run());
         StringAssert.Contains(e.Message, "already holds a run");
         StringAssert.Contains(e.Message, "--resume");
         StringAssert.Contains(e.Message, "--force");

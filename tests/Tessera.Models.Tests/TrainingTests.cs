@@ -97,7 +97,7 @@ public sealed class TrainingTests
         Assert.IsTrue((before - after).abs().max().item<float>() < 1e-6, "with no glyph image the widened network matches the original");
 
         var other = new Tessera.Models.Dit.DitDecoder(narrow.Dit! with { Hidden = 32, Heads = 2 });
-        Assert.ThrowsExactly<CheckpointException>(() => TrainedWeights.InitFrom(other, dir));
+        Assert.ThrowsExactly<TrainingCheckpointException>(() => TrainedWeights.InitFrom(other, dir));
     }
 
     [TestMethod]
@@ -108,7 +108,7 @@ public sealed class TrainingTests
         var bytes = File.ReadAllBytes(newest);
         File.WriteAllBytes(newest, bytes[..(bytes.Length / 2)]);
 
-        var e = Assert.ThrowsExactly<CheckpointException>(() => Checkpoint.Load(newest));
+        var e = Assert.ThrowsExactly<TrainingCheckpointException>(() => Checkpoint.Load(newest));
         StringAssert.Contains(e.Message, newest);
         StringAssert.Contains(e.Message, "truncated or corrupt");
 
@@ -125,7 +125,7 @@ public sealed class TrainingTests
     {
         Run(Tiny(), "cfg", stopAfter: 3).Run();
         var other = Tiny() with { Vq = Tiny().Vq! with { CodebookSize = 64 } };
-        var e = Assert.ThrowsExactly<CheckpointException>(() => Run(other, "cfg", resume: true).Run());
+        var e = Assert.ThrowsExactly<TrainingCheckpointException>(() => Run(other, "cfg", resume: true).Run());
         StringAssert.Contains(e.Message, "different vq config");
     }
 }

@@ -4,15 +4,15 @@ using Tessera.Abstractions;
 namespace Tessera.Pipeline.Text;
 
 /// <summary>The cache geometry of a causal decoder graph in ONNX Runtime GenAI's conventions.</summary>
-public sealed record DecoderShape(int Layers, int KvHeads, int HeadDim, int VocabSize)
+public sealed record CausalLmShape(int Layers, int KvHeads, int HeadDim, int VocabSize)
 {
     /// <summary>Reads it from a <c>genai_config.json</c> (<c>model.decoder.num_hidden_layers</c>, <c>num_key_value_heads</c>, <c>head_size</c>, <c>model.vocab_size</c>).</summary>
-    public static DecoderShape FromGenAiConfig(string path)
+    public static CausalLmShape FromGenAiConfig(string path)
     {
         var model = JsonNode.Parse(File.ReadAllText(path))?["model"] ?? throw new InvalidDataException($"{path} has no \"model\" section.");
         var d = model["decoder"] ?? throw new InvalidDataException($"{path} has no \"model.decoder\" section.");
         int Get(JsonNode? n, string name) => n?[name]?.GetValue<int>() ?? throw new InvalidDataException($"{path} has no \"{name}\".");
-        return new DecoderShape(Get(d, "num_hidden_layers"), Get(d, "num_key_value_heads"), Get(d, "head_size"), Get(model, "vocab_size"));
+        return new CausalLmShape(Get(d, "num_hidden_layers"), Get(d, "num_key_value_heads"), Get(d, "head_size"), Get(model, "vocab_size"));
     }
 }
 
@@ -22,7 +22,7 @@ public sealed record DecoderShape(int Layers, int KvHeads, int HeadDim, int Voca
 /// the KV cache kept on the device (each step's <c>present.*</c> go back as device tensors; only the last logits
 /// row comes to the host).
 /// </summary>
-public sealed class CausalLmRunner(ICompiledModel model, DecoderShape shape)
+public sealed class CausalLmRunner(ICompiledModel model, CausalLmShape shape)
 {
     /// <summary>Logits (B, T, vocab) for rows of equal length, all tokens real, no cache.</summary>
     public float[] Logits(long[][] rows)

@@ -55,7 +55,7 @@ public static class GenAiBenchmark
 
             using var engine = new TesseraEngine(options);
             using var compiled = engine.Compile(ModelSource.FromFile(export.Model.ModelPath), "cpu:0", new CompileOptions { IntraOpThreads = threads, UseCompiledModelCache = false });
-            var runner = new CausalLmRunner(compiled.Model, DecoderShape.FromGenAiConfig(export.GenAiConfigPath));
+            var runner = new CausalLmRunner(compiled.Model, CausalLmShape.FromGenAiConfig(export.GenAiConfigPath));
             using var genai = new Model(onnxDir);
 
             var rows = new JsonArray();

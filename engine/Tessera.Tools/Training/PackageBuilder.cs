@@ -46,7 +46,7 @@ public static class PackageBuilder
         var files = new Dictionary<string, string> { ["ar"] = "ar.onnx", ["decoder"] = "decoder.onnx", ["vq"] = "vq.onnx", ["tokenizer"] = "tokenizer.json" };
         if (dit.GlyphImage)
         {
-            var table = Path.Combine(decoderRun, Tessera.Models.Training.DecoderStage.PlacementFile);
+            var table = Path.Combine(decoderRun, Tessera.Models.Training.DecoderTraining.PlacementFile);
             if (!File.Exists(table)) throw new FileNotFoundException($"The decoder takes a glyph image but its run has no {table}; train it with this version of tessera.", table);
             File.Copy(table, Path.Combine(outDir, "placement.json"), overwrite: true);
             files["placement"] = "placement.json";

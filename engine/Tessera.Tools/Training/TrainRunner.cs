@@ -31,8 +31,8 @@ public static class TrainRunner
             Func<TrainingResult> run = stage switch
             {
                 "vq" => VqStage.Create(config, outDir, options).Run,
-                "ar" => ArStage.Create(config, outDir, options).Run,
-                "decoder" => DecoderStage.Create(config, outDir, options).Run,
+                "ar" => ArTraining.Create(config, outDir, options).Run,
+                "decoder" => DecoderTraining.Create(config, outDir, options).Run,
                 _ => throw new ArgumentException($"Unknown stage '{stage}'; use vq, ar or decoder."),
             };
             try

@@ -78,14 +78,14 @@ public sealed class AdamWEma
             Copy(saved, $"adam.v.{name}", _v[i]);
             Copy(saved, $"ema.{name}", _ema[i]);
         }
-        StepCount = saved.TryGetValue("adam.step", out var s) ? s.data<long>()[0] : throw new CheckpointException("checkpoint has no optimizer step count");
+        StepCount = saved.TryGetValue("adam.step", out var s) ? s.data<long>()[0] : throw new TrainingCheckpointException("checkpoint has no optimizer step count");
     }
 
     internal static void Copy(IReadOnlyDictionary<string, Tensor> saved, string name, Tensor target)
     {
-        if (!saved.TryGetValue(name, out var t)) throw new CheckpointException($"checkpoint has no tensor '{name}' (was it written by another model config?)");
+        if (!saved.TryGetValue(name, out var t)) throw new TrainingCheckpointException($"checkpoint has no tensor '{name}' (was it written by another model config?)");
         if (!t.shape.SequenceEqual(target.shape))
-            throw new CheckpointException($"checkpoint tensor '{name}' has shape [{string.Join(", ", t.shape)}] but the model has [{string.Join(", ", target.shape)}]; the config differs from the one it was trained with.");
+            throw new TrainingCheckpointException($"checkpoint tensor '{name}' has shape [{string.Join(", ", t.shape)}] but the model has [{string.Join(", ", target.shape)}]; the config differs from the one it was trained with.");
         target.copy_(t);
     }
 

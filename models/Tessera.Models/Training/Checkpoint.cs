@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace Tessera.Models.Training;
 
 /// <summary>A checkpoint could not be used: truncated, corrupt or of another kind.</summary>
-public sealed class CheckpointException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class TrainingCheckpointException(string message, Exception? inner = null) : Tessera.Abstractions.TesseraException(message, inner);
 
 /// <summary>
 /// One file holding named tensors and JSON metadata:
@@ -66,10 +66,10 @@ public static class Checkpoint
     public static bool Verify(string path)
     {
         try { ReadVerified(path); return true; }
-        catch (CheckpointException) { return false; }
+        catch (TrainingCheckpointException) { return false; }
     }
 
-    /// <summary>Reads and verifies a checkpoint. Throws <see cref="CheckpointException"/> naming the file when it is unusable.</summary>
+    /// <summary>Reads and verifies a checkpoint. Throws <see cref="TrainingCheckpointException"/> naming the file when it is unusable.</summary>
     public static (JsonObject Metadata, Dictionary<string, Tensor> Tensors) Load(string path)
     {
         var all = ReadVerified(path);
@@ -77,7 +77,7 @@ public static class Checkpoint
         catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or ArgumentException or FormatException or OverflowException or IndexOutOfRangeException)
         {
             // The hash matched, so the writer wrote this: a checkpoint of another format or a hand-made file.
-            throw new CheckpointException($"Checkpoint {path} has a valid hash but an unreadable header ({e.GetType().Name}: {e.Message}); it was not written by this version of tessera.", e);
+            throw new TrainingCheckpointException($"Checkpoint {path} has a valid hash but an unreadable header ({e.GetType().Name}: {e.Message}); it was not written by this version of tessera.", e);
         }
     }
 
@@ -85,12 +85,12 @@ public static class Checkpoint
     {
         byte[] all;
         try { all = Tessera.Abstractions.InputFiles.ReadAllBytes(path, "Checkpoint", Array.MaxLength); }
-        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException) { throw new CheckpointException($"Checkpoint {path} cannot be read: {e.Message}", e); }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException) { throw new TrainingCheckpointException($"Checkpoint {path} cannot be read: {e.Message}", e); }
         if (all.Length < Magic.Length + 8 + 32 || !all.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw new CheckpointException($"Checkpoint {path} is not a Tessera checkpoint or is truncated ({all.Length} bytes).");
+            throw new TrainingCheckpointException($"Checkpoint {path} is not a Tessera checkpoint or is truncated ({all.Length} bytes).");
         var body = all.AsSpan(0, all.Length - 32);
         if (!SHA256.HashData(body).AsSpan().SequenceEqual(all.AsSpan(all.Length - 32)))
-            throw new CheckpointException($"Checkpoint {path} is truncated or corrupt (its SHA-256 does not match); it was probably cut short while being written.");
+            throw new TrainingCheckpointException($"Checkpoint {path} is truncated or corrupt (its SHA-256 does not match); it was probably cut short while being written.");
         return all;
     }
 
@@ -170,7 +170,7 @@ public sealed class CheckpointStore(string directory, int keep = 3)
                 var (meta, tensors) = Checkpoint.Load(path);
                 return (path, meta, tensors);
             }
-            catch (CheckpointException e)
+            catch (TrainingCheckpointException e)
             {
                 if (moveAsideUnusable)
                 {

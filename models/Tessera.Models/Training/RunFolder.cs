@@ -14,7 +14,7 @@ public static class RunFolder
 
     /// <summary>
     /// Checks (and with <paramref name="force"/> clears) a run folder before training. Throws
-    /// <see cref="CheckpointException"/> naming the folder and what to do when starting would lose work.
+    /// <see cref="TrainingCheckpointException"/> naming the folder and what to do when starting would lose work.
     /// </summary>
     public static void Prepare(string runDirectory, bool resume, bool force, TextWriter log)
     {
@@ -27,11 +27,11 @@ public static class RunFolder
         if (!holdsRun) return;
 
         if (!resume && !force)
-            throw new CheckpointException(
+            throw new TrainingCheckpointException(
                 $"Run folder {runDirectory} already holds a run ({Describe(checkpoints, lossRows)}). Continue it with --resume, " +
                 "train into a new --out folder, or pass --force to delete that run and start over.");
         if (resume && checkpoints.Count > 0 && !force && !checkpoints.Any(IsValid))
-            throw new CheckpointException(
+            throw new TrainingCheckpointException(
                 $"Every checkpoint in {store.Directory} is unusable ({string.Join(", ", checkpoints.Select(Path.GetFileName))} are truncated or corrupt), so there is nothing to resume. " +
                 "Restore a good checkpoint into that folder, or pass --force to delete them and start over from step 0.");
         if (force && (!resume || !checkpoints.Any(IsValid)))

@@ -37,7 +37,7 @@ public static class TrainedWeights
             foreach (var (name, p) in model.named_parameters().Select(x => (x.name, (Tensor)x.parameter)).Concat(model.named_buffers().Select(x => (x.name, x.buffer))))
             {
                 if (!tensors.TryGetValue($"ema.{name}", out var saved) && !tensors.TryGetValue($"buffer.{name}", out saved))
-                    throw new CheckpointException($"{path} has no tensor for '{name}'; initFrom needs a run of the same network.");
+                    throw new TrainingCheckpointException($"{path} has no tensor for '{name}'; initFrom needs a run of the same network.");
                 if (saved.shape.SequenceEqual(p.shape)) p.copy_(saved);
                 else if (saved.dim() == p.dim() && saved.dim() >= 2 && saved.shape[0] == p.shape[0] && saved.shape[1] < p.shape[1]
                          && saved.shape.Skip(2).SequenceEqual(p.shape.Skip(2)))
@@ -47,7 +47,7 @@ public static class TrainedWeights
                     log?.WriteLine($"initFrom: {name} widened from {saved.shape[1]} to {p.shape[1]} inputs (new ones start at zero)");
                 }
                 else
-                    throw new CheckpointException($"'{name}' is [{string.Join(", ", saved.shape)}] in {path} but [{string.Join(", ", p.shape)}] here; initFrom can only widen inputs.");
+                    throw new TrainingCheckpointException($"'{name}' is [{string.Join(", ", saved.shape)}] in {path} but [{string.Join(", ", p.shape)}] here; initFrom can only widen inputs.");
             }
         foreach (var t in tensors.Values) t.Dispose();
         log?.WriteLine($"initFrom: started from {path} (step {step})");

@@ -80,7 +80,7 @@ public sealed class TrainingRun<TBatch> where TBatch : IDisposable
         {
             var savedConfig = latest.Metadata["modelConfig"]?.GetValue<string>();
             if (savedConfig != ModelConfigJson)
-                throw new CheckpointException($"Checkpoint {latest.Path} was trained with a different {Stage} config; resume with the same config, or train into a new --out folder.");
+                throw new TrainingCheckpointException($"Checkpoint {latest.Path} was trained with a different {Stage} config; resume with the same config, or train into a new --out folder.");
             using (no_grad())
             {
                 foreach (var (name, p) in Model.named_parameters()) AdamWEma.Copy(latest.Tensors, $"model.{name}", p);

@@ -26,7 +26,7 @@ public sealed class DecoderBatch(ImageBatch images, long[] prior, long[] glyphs,
 /// Training the DiT decoder with flow matching: x_t = (1 - t) x_0 + t ε with t drawn logit-normal, target velocity
 /// ε - x_0, MSE loss. With probability ConditionDropout both prior and glyphs are dropped (the unconditional branch).
 /// </summary>
-public static class DecoderStage
+public static class DecoderTraining
 {
     public static TrainingRun<DecoderBatch> Create(StageConfig config, string outDir, StageRunOptions run)
     {

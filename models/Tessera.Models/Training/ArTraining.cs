@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Tessera.Models.Training;
 
 /// <summary>A batch of AR training sequences, left-padded to the longest prefix in the batch.</summary>
-public sealed class ArBatch(long[] ids, long[] positions, bool[] valid, long[] targets, int batch, int length, int visual) : IDisposable
+public sealed class ArTrainingBatch(long[] ids, long[] positions, bool[] valid, long[] targets, int batch, int length, int visual) : IDisposable
 {
     private readonly List<Tensor> _made = [];
 
@@ -30,7 +30,7 @@ public sealed class ArBatch(long[] ids, long[] positions, bool[] valid, long[] t
 /// Training the AR model: teacher-forced next-token prediction of the preview grid then the target grid, from the
 /// caption (prose tokens + quoted word as bytes) and the size tokens. Loss: cross-entropy over the visual tokens.
 /// </summary>
-public static class ArStage
+public static class ArTraining
 {
     /// <summary>One training sequence (unpadded) for a sample: input ids, positions, and the visual targets.</summary>
     public static (int[] Ids, (long, long, long)[] Positions, int[] Targets) Sequence(
@@ -44,7 +44,7 @@ public static class ArStage
         return (ids, positions, visual);
     }
 
-    public static TrainingRun<ArBatch> Create(StageConfig config, string outDir, StageRunOptions run)
+    public static TrainingRun<ArTrainingBatch> Create(StageConfig config, string outDir, StageRunOptions run)
     {
         var vqRun = config.VqRun ?? throw new InvalidDataException("The AR config needs \"vqRun\": the folder of the trained VQ run.");
         var tokens = TokenizedDataset.LoadOrBuild(vqRun, config.Train.Seed, config.DatasetSize, run.Log ?? Console.Error);
@@ -57,7 +57,7 @@ public static class ArStage
         int batchSize = config.Train.BatchSize;
         File.WriteAllText(Path.Combine(Directory.CreateDirectory(outDir).FullName, "tokenizer.json"), encoder.ToJson());
 
-        return new TrainingRun<ArBatch>
+        return new TrainingRun<ArTrainingBatch>
         {
             Stage = "ar",
             OutputDirectory = outDir,
@@ -89,7 +89,7 @@ public static class ArStage
                     }
                     for (int i = 0; i < visual; i++) targets[b * visual + i] = sTargets[i];
                 }
-                return new ArBatch(ids, pos, valid, targets, batchSize, length, visual);
+                return new ArTrainingBatch(ids, pos, valid, targets, batchSize, length, visual);
             },
             Loss = (batch, step) =>
             {
