@@ -67,8 +67,7 @@ public static class GenerateCommand
             for (int i = 0; i < n; i++)
             {
                 var request = requests[i];
-                var result = pipelinedResults?[i] ?? generator.Generate(request, new ProgressPrinter(), cancel);
-                if (!Console.IsErrorRedirected && pipelinedResults is null) Console.Error.WriteLine();
+                var result = pipelinedResults?[i] ?? GenerateWithBars(bars => generator.Generate(request, bars, cancel));
                 foreach (var w in result.Warnings) Console.Error.WriteLine($"warning: {w}");
                 var path = n == 1 ? outPath : Path.Combine(Path.GetDirectoryName(outPath)!, $"{Path.GetFileNameWithoutExtension(outPath)}-{i}{Path.GetExtension(outPath)}");
                 OutputFiles.Write(path, result.Png, "-o");
@@ -105,8 +104,7 @@ public static class GenerateCommand
         {
             var request = requests[i];
             var watch = System.Diagnostics.Stopwatch.StartNew();
-            var png = generator.Generate(request, new ProgressPrinter(), cancel);
-            if (!Console.IsErrorRedirected) Console.Error.WriteLine();
+            var png = GenerateWithBars(bars => generator.Generate(request, bars, cancel));
             var path = n == 1 ? outPath : Path.Combine(Path.GetDirectoryName(outPath)!, $"{Path.GetFileNameWithoutExtension(outPath)}-{i}{Path.GetExtension(outPath)}");
             OutputFiles.Write(path, png, "-o");
             Console.WriteLine($"wrote {path} ({request.Width}x{request.Height}, seed {request.Seed}, {request.Steps} steps, cfg {request.Cfg}) in {watch.Elapsed.TotalSeconds:F1} s");
@@ -114,25 +112,26 @@ public static class GenerateCommand
         return 0;
     }
 
-    /// <summary>
-    /// A progress bar per stage on stderr ("ar [#####...] 40/80 tokens"), redrawn in place on a terminal; when stderr
-    /// is redirected, only each stage's finished line is printed.
-    /// </summary>
-    private sealed class ProgressPrinter : IProgress<GenerationProgress>
+    /// <summary>Runs one generation with a progress bar per stage on stderr (see <see cref="ConsoleProgress"/>).</summary>
+    private static T GenerateWithBars<T>(Func<IProgress<GenerationProgress>, T> generate)
     {
-        private readonly bool _interactive = !Console.IsErrorRedirected;
-        private string _stage = "";
+        using var display = new ConsoleProgress();
+        return generate(new StageBars(display));
+    }
+
+    /// <summary>"ar 40/80 tokens", "decoder 3/8 steps": one bar per stage, in the order the stages report.</summary>
+    private sealed class StageBars(ConsoleProgress display) : IProgress<GenerationProgress>
+    {
+        private readonly Dictionary<string, ConsoleProgress.Bar> _bars = new(StringComparer.Ordinal);
 
         public void Report(GenerationProgress p)
         {
-            if (_interactive && p.Stage != _stage && _stage.Length > 0) Console.Error.WriteLine();
-            _stage = p.Stage;
-            if (!_interactive && p.Done != p.Total) return;
-            int width = 20, filled = width * p.Done / Math.Max(1, p.Total);
-            var unit = p.Stage == "ar" ? "tokens" : "steps";
-            var line = $"{p.Stage,-8}[{new string('#', filled)}{new string('.', width - filled)}] {p.Done}/{p.Total} {unit}";
-            if (_interactive) Console.Error.Write("\r" + line);
-            else Console.Error.WriteLine(line);
+            ConsoleProgress.Bar bar;
+            lock (_bars)
+            {
+                if (!_bars.TryGetValue(p.Stage, out bar!)) _bars[p.Stage] = bar = display.Add(p.Stage, p.Total);
+            }
+            bar.Set(p.Done, $"{p.Done}/{p.Total} {(p.Stage == "ar" ? "tokens" : "steps")}");
         }
     }
 }

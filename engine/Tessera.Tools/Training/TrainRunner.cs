@@ -27,7 +27,8 @@ public static class TrainRunner
         long lastCheckpoint = LatestStep(outDir);
         for (int failuresWithoutProgress = 0; result is null;)
         {
-            var options = new StageRunOptions(resume, Console.Error, cancel, StopAfterStep: stopAfter, Force: force && !resume);
+            using var display = new ConsoleProgress();
+            var options = new StageRunOptions(resume, Console.Error, cancel, StopAfterStep: stopAfter, Force: force && !resume, Progress: new TrainingBar(display));
             Func<TrainingResult> run = stage switch
             {
                 "vq" => VqStage.Create(config, outDir, options).Run,
@@ -55,5 +56,17 @@ public static class TrainRunner
         Console.WriteLine($"{stage}: steps {result.FirstStep}-{result.LastStep}, last loss {result.LastLoss:G4}, {result.StepsPerSecond:F2} steps/s" +
                           (result.CheckpointPath is null ? "" : $", checkpoint {result.CheckpointPath}") + (result.Interrupted ? " (interrupted)" : ""));
         return result.Interrupted ? 130 : 0;
+    }
+
+    /// <summary>The run's progress as one bar: "ar 1200/4000 loss 0.4321 … 3.10 steps/s ETA 00:15:02".</summary>
+    private sealed class TrainingBar(ConsoleProgress display) : IProgress<TrainingProgress>
+    {
+        private ConsoleProgress.Bar? _bar;
+
+        public void Report(TrainingProgress p)
+        {
+            _bar ??= display.Add(p.Stage, p.LastStep);
+            _bar.Set(p.Step, $"{p.Step}/{p.LastStep} {p.Describe()}");
+        }
     }
 }

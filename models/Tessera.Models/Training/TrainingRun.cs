@@ -15,6 +15,7 @@ namespace Tessera.Models.Training;
 /// <param name="StopAfterStep">Stop after this step even if the config has more (the schedule still uses the config's steps).</param>
 /// <param name="WriteCheckpoints">False for benchmarks.</param>
 /// <param name="Force">Start over in a folder that holds a run (deleting it); without it that is refused (see <see cref="RunFolder"/>).</param>
+/// <param name="Progress">Receives each step's progress (the CLI draws a bar); without it a plain line goes to <paramref name="Log"/> every 30 s.</param>
 public sealed record StageRunOptions(
     bool Resume = false,
     TextWriter? Log = null,
@@ -23,7 +24,21 @@ public sealed record StageRunOptions(
     bool FusedEma = true,
     long? StopAfterStep = null,
     bool WriteCheckpoints = true,
-    bool Force = false);
+    bool Force = false,
+    IProgress<TrainingProgress>? Progress = null);
+
+/// <summary>One training step's progress: where the run is, the smoothed loss and the rate.</summary>
+public sealed record TrainingProgress(string Stage, long Step, long FirstStep, long LastStep, double SmoothedLoss, double StepsPerSecond,
+    IReadOnlyDictionary<string, double> Metrics)
+{
+    /// <summary>"loss 0.1234 recon 0.05 … 3.10 steps/s ETA 00:01:02".</summary>
+    public string Describe()
+    {
+        var eta = TimeSpan.FromSeconds((LastStep - Step) / Math.Max(1e-9, StepsPerSecond));
+        var extra = string.Join(" ", Metrics.Take(3).Select(m => string.Create(CultureInfo.InvariantCulture, $"{m.Key} {m.Value:G4}")));
+        return string.Create(CultureInfo.InvariantCulture, $"loss {SmoothedLoss:F4} {extra} {StepsPerSecond:F2} steps/s ETA {eta:hh\\:mm\\:ss}");
+    }
+}
 
 /// <summary>What one call to <see cref="TrainingRun{TBatch}.Run"/> did.</summary>
 public sealed record TrainingResult(long FirstStep, long LastStep, double LastLoss, double StepsPerSecond, string? CheckpointPath, bool Interrupted);
@@ -99,7 +114,7 @@ public sealed class TrainingRun<TBatch> where TBatch : IDisposable
         long last = Math.Min(Config.Steps, StopAfterStep ?? long.MaxValue);
         var csv = new LossLog(Path.Combine(OutputDirectory, "loss.csv"), start);
         using var batches = new BatchSource<TBatch>(MakeBatch, start + 1, last, BackgroundBatches);
-        var progress = new ProgressLine(Log, Stage, start, last);
+        var progress = new ProgressLine(Options.Progress, Log, Stage, start, last);
         var watch = Stopwatch.StartNew();
         double lastLoss = double.NaN;
         string? lastCheckpoint = null;
@@ -210,11 +225,13 @@ internal sealed class LossLog
     }
 }
 
-/// <summary>A progress line: step, loss, steps/s and ETA; redrawn in place on a terminal, printed periodically otherwise.</summary>
-internal sealed class ProgressLine(TextWriter log, string stage, long start, long last)
+/// <summary>
+/// Smooths the loss and reports progress: to <see cref="StageRunOptions.Progress"/> every step when given, otherwise as
+/// a plain line on the log every 30 s (and at the first and last step).
+/// </summary>
+internal sealed class ProgressLine(IProgress<TrainingProgress>? sink, TextWriter log, string stage, long start, long last)
 {
     private readonly Stopwatch _watch = Stopwatch.StartNew();
-    private readonly bool _interactive = !Console.IsErrorRedirected && ReferenceEquals(log, Console.Error);
     private double _smoothed = double.NaN;
     private TimeSpan _lastPrint = TimeSpan.Zero;
 
@@ -222,21 +239,17 @@ internal sealed class ProgressLine(TextWriter log, string stage, long start, lon
     {
         _smoothed = double.IsNaN(_smoothed) ? loss : 0.95 * _smoothed + 0.05 * loss;
         var elapsed = _watch.Elapsed;
-        bool due = _interactive ? (elapsed - _lastPrint).TotalMilliseconds > 200 : (elapsed - _lastPrint).TotalSeconds > 30;
-        if (!due && step != last && step != start + 1) return;
-        _lastPrint = elapsed;
         double rate = (step - start) / Math.Max(1e-9, elapsed.TotalSeconds);
-        var eta = TimeSpan.FromSeconds((last - step) / Math.Max(1e-9, rate));
-        int width = 24, filled = (int)(width * step / Math.Max(1, last));
-        var bar = new string('#', filled) + new string('.', width - filled);
-        var extra = string.Join(" ", metrics.Take(3).Select(m => $"{m.Key} {m.Value:G4}"));
-        var line = $"{stage} [{bar}] {step}/{last} loss {_smoothed:F4} {extra} {rate:F2} steps/s ETA {eta:hh\\:mm\\:ss}";
-        if (_interactive) log.Write("\r" + line.PadRight(Console.WindowWidth > 0 ? Math.Min(Console.WindowWidth - 1, 160) : 120));
-        else log.WriteLine(line);
+        var report = new TrainingProgress(stage, step, start, last, _smoothed, rate, metrics);
+        if (sink is not null)
+        {
+            sink.Report(report);
+            return;
+        }
+        if ((elapsed - _lastPrint).TotalSeconds < 30 && step != last && step != start + 1) return;
+        _lastPrint = elapsed;
+        log.WriteLine($"{stage} {step}/{last} {report.Describe()}");
     }
 
-    public void Finish()
-    {
-        if (_interactive) log.WriteLine();
-    }
+    public void Finish() { }
 }
