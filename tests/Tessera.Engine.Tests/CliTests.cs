@@ -58,10 +58,22 @@ public sealed class CliTests
         foreach (var (id, library, runtime) in new[] { ("cuda:0", "libcuda.so.1", "built without CUDA"), ("ascend:0", "libascendcl.so", "built without the CANN execution provider") })
         {
             Assert.IsTrue(devices.ContainsKey(id), $"{id} is listed:\n{stdout}");
-            if (devices[id].GetProperty("available").GetBoolean()) continue; // a machine with the hardware and runtime
-            var reason = devices[id].GetProperty("reason").GetString()!;
-            Assert.IsTrue(reason.Contains(library) || reason.Contains("device"), $"{id}: {reason}");
-            StringAssert.Contains(reason, runtime);
+            bool driver = System.Runtime.InteropServices.NativeLibrary.TryLoad(library, out var handle);
+            if (driver) System.Runtime.InteropServices.NativeLibrary.Free(handle);
+            var available = devices[id].GetProperty("available").GetBoolean();
+            var reason = devices[id].GetProperty("reason").GetString();
+            if (!driver)
+            {
+                // No driver library on this machine: the device cannot be available, and the reason names the library.
+                Assert.IsFalse(available, $"{id} is available without {library}");
+                StringAssert.Contains(reason, library, $"{id}: {reason}");
+                StringAssert.Contains(reason, runtime, $"{id}: {reason}");
+            }
+            else if (!available)
+            {
+                // The driver is here: what is missing is a device or the provider in onnxruntime, and the reason says which.
+                Assert.IsTrue(reason!.Contains("device") || reason.Contains(runtime), $"{id}: {reason}");
+            }
         }
     }
 

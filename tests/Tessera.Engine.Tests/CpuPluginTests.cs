@@ -57,7 +57,7 @@ public sealed class CpuPluginTests : CpuEngineTest
     }
 
     [TestMethod]
-    public void OutputsStayOnTheDeviceAndFeedTheNextRunWithoutAHostCopy()
+    public void DeviceTensorOutputsFeedTheNextRunAsInputsAndAreReleasedOnDispose()
     {
         using var compiled = Engine.Compile(ModelSource.FromBytes(TestGraphs.Accumulator()), "cpu:0");
         var step = HostTensor.Create(new float[] { 1, 2, 3, 4 }, 4);
@@ -115,8 +115,8 @@ public sealed class CpuPluginTests : CpuEngineTest
     {
         var e = Assert.ThrowsExactly<ArgumentException>(() => Engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu()), "cpu:0",
             new CompileOptions { DeviceSettings = new Dictionary<string, string> { ["arenaa"] = "on" } }));
-        StringAssert.Contains(e.Message, "'arenaa'");
-        StringAssert.Contains(e.Message, "arena");
+        StringAssert.Contains(e.Message, "'arenaa'", "names the setting it was given");
+        StringAssert.Contains(e.Message, "Allowed settings: arena.", "and the ones the CPU device takes");
     }
 
     [TestMethod]
