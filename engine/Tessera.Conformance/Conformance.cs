@@ -23,7 +23,7 @@ public enum CaseStatus { Pass, Fail, Skip }
 public sealed record CaseResult(string Device, string Case, CaseStatus Status, string Tolerance, double? MaxAbsError, string Detail, TimeSpan Elapsed);
 
 /// <summary>Runs conformance cases on a device and compares with ONNX Runtime's CPU EP.</summary>
-public sealed class ConformanceRunner(TesseraEngine engine, double toleranceScale = 1.0, FallbackPolicy fallback = FallbackPolicy.Strict)
+public sealed partial class ConformanceRunner(TesseraEngine engine, double toleranceScale = 1.0, FallbackPolicy fallback = FallbackPolicy.Strict)
 {
     /// <summary>
     /// Dynamic dimensions get these sizes: batch 2 (so batching is exercised), past lengths 3, totals (past + new,
@@ -79,6 +79,7 @@ public sealed class ConformanceRunner(TesseraEngine engine, double toleranceScal
             var report = device.Device.CheckSupport(graph, Options);
             return report.CanRun ? null : $"CheckSupport refused a MatMul/Add/Relu graph: {report.Message}";
         });
+        foreach (var r in BehaviourChecks(device)) yield return r;
     }
 
     private CompileOptions Options => new() { Fallback = fallback, UseCompiledModelCache = false };

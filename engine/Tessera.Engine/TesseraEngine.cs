@@ -64,8 +64,20 @@ public sealed class TesseraEngine : IDisposable
     {
         options ??= new CompileOptions { Fallback = Options.Fallback };
         var placement = Devices.Place(device, options.Fallback);
-        var compiled = placement.Device.Device.Compile(model, options);
-        return new CompiledOnDevice(compiled, placement);
+        try
+        {
+            return new CompiledOnDevice(placement.Device.Device.Compile(model, options), placement);
+        }
+        catch (FallbackNotAllowedException refused) when (options.Fallback == FallbackPolicy.Allow)
+        {
+            // The device cannot run some nodes and does not fall back itself: the host cuts the graph (Partitioning/).
+            var cpu = placement.Device.Info.Id.Kind == "cpu" ? null : Devices.FallbackCpu();
+            if (cpu is null)
+                throw new TesseraException($"Model '{model.DisplayName}' cannot run entirely on {placement.Device.Info.Id} even with fallback 'allow', " +
+                    $"and there is no other CPU device to run the rest ({refused.Message.Split(". Use fallback policy", 2)[0]}). Install the cpu plugin, or choose another device.", refused);
+            var partitioned = Partitioning.HostPartitioning.Compile(model, placement.Device, cpu, options, refused);
+            return new CompiledOnDevice(partitioned, placement);
+        }
     }
 
     public void Dispose() => _plugins.Dispose();
@@ -77,7 +89,9 @@ public sealed record CompiledOnDevice(ICompiledModel Model, Placement Placement)
     /// <summary>Everything that fell back, in sentences (device-level and node-level); empty when nothing did.</summary>
     public IReadOnlyList<string> FallbackNotes =>
         (Placement.FallbackNote is { } n ? [n] : Array.Empty<string>())
-        .Concat(Model.Report.FallbackNodes.Select(f => $"{f.OpType} '{f.NodeName}' runs on the CPU{(f.Reason is null ? "" : $" ({f.Reason})")}"))
+        .Concat(Model is Partitioning.PartitionedModel p
+            ? p.PartitionLines
+            : Model.Report.FallbackNodes.Select(f => $"{f.OpType} '{f.NodeName}' runs on the CPU{(f.Reason is null ? "" : $" ({f.Reason})")}"))
         .ToList();
 
     public void Dispose() => Model.Dispose();

@@ -53,16 +53,29 @@ public sealed class VendorDevice(DeviceInfo info) : IDevice
             throw new ArgumentException($"Unknown device setting '{compile.DeviceSettings.Keys.First()}'; this device has no settings.");
     }
 
+    /// <summary>
+    /// Names every node and says whether this device runs it: the host cuts the graph by these names under fallback
+    /// 'allow', and verify checks that a node nobody can run is reported by name. With your EP, mark the nodes it does
+    /// not take (OnDevice: false, with a reason).
+    /// </summary>
     public GraphSupportReport CheckSupport(ModelSource model, CompileOptions options)
     {
+        List<OnnxNodeLister.Node> nodes;
+        try { nodes = OnnxNodeLister.List(model.GetBytes()); }
+        catch (FormatException e) { return new GraphSupportReport(info.Id, false, [], $"'{model.DisplayName}' is not a readable ONNX model ({e.Message})."); }
         try
         {
             using var session = CreateSession(model, options);
-            return new GraphSupportReport(info.Id, true, [], $"{info.Id} can run '{model.DisplayName}'.");
+            return new GraphSupportReport(info.Id, true, nodes.Select(n => new NodePlacement(n.Name, n.QualifiedOpType, OnDevice: true)).ToList(),
+                $"{info.Id} can run all {nodes.Count} nodes of '{model.DisplayName}'.");
         }
         catch (TesseraException e)
         {
-            return new GraphSupportReport(info.Id, false, [], e.Message);
+            // ONNX Runtime names the op it has no kernel for: report the nodes of that op by name.
+            var refused = nodes.Where(n => System.Text.RegularExpressions.Regex.IsMatch(e.Message, $@"\b{System.Text.RegularExpressions.Regex.Escape(n.OpType)}\b"))
+                .Select(n => new NodePlacement(n.Name, n.QualifiedOpType, OnDevice: false, $"no kernel for {n.QualifiedOpType}")).ToList();
+            return new GraphSupportReport(info.Id, false, refused, refused.Count == 0 ? e.Message
+                : $"{info.Id} cannot run {string.Join(", ", refused.Select(r => $"{r.OpType} '{r.NodeName}'"))}: {e.Message}");
         }
     }
 
@@ -112,11 +125,25 @@ public sealed class VendorModel(DeviceId device, InferenceSession session, Compi
     public IReadOnlyList<TensorSpec> Outputs { get; } = Specs(session.OutputMetadata);
     public CompileReport Report => report;
 
+    private volatile bool _disposed;
+
     public RunOutputs Run(IReadOnlyDictionary<string, ITensorValue> inputs, IReadOnlyList<string>? outputNames = null)
     {
+        // A disposed native session must never be touched (that crashes the process): fail cleanly instead.
+        ObjectDisposedException.ThrowIf(_disposed, $"Model '{report.Model}' on {device} was used after it was disposed.");
         foreach (var spec in Inputs)
-            if (!inputs.ContainsKey(spec.Name))
+        {
+            if (!inputs.TryGetValue(spec.Name, out var v))
                 throw new ModelRunException($"Input '{spec.Name}' ({spec}) is missing; '{report.Model}' needs {string.Join(", ", Inputs.Select(i => i.Name))}.");
+            if (v.ElementType != spec.ElementType || !spec.Accepts(v.Shape))
+                throw new ModelRunException($"Input '{spec.Name}' of '{report.Model}' is {v.ElementType.OnnxName()}[{string.Join(", ", v.Shape)}]; the model expects {spec}.");
+        }
+        foreach (var name in inputs.Keys)
+            if (!Inputs.Any(i => i.Name == name))
+                throw new ModelRunException($"'{report.Model}' has no input named '{name}'. Inputs: {string.Join(", ", Inputs.Select(i => i.Name))}.");
+        foreach (var name in outputNames ?? [])
+            if (!Outputs.Any(o => o.Name == name))
+                throw new ModelRunException($"'{report.Model}' has no output named '{name}'. Outputs: {string.Join(", ", Outputs.Select(o => o.Name))}.");
         var names = outputNames ?? Outputs.Select(o => o.Name).ToList();
         var values = new List<OrtValue>();
         try
@@ -136,7 +163,12 @@ public sealed class VendorModel(DeviceId device, InferenceSession session, Compi
         }
     }
 
-    public void Dispose() => session.Dispose();
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        session.Dispose();
+    }
 
     private static HostTensor Host(ITensorValue value) => value switch
     {

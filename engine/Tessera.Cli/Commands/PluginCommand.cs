@@ -111,6 +111,12 @@ public static class PluginCommand
         options.UseEnvironmentPluginPath = false;
         options.PluginDirectories.Clear();
         options.PluginDirectories.Add(folder.FullName);
+        // Under 'allow' the host runs what a device refuses on the CPU: load the host's CPU plugin beside the one verified.
+        var cpuDir = Path.Combine(EngineOptions.DefaultPluginDirectory, "cpu");
+        bool withCpu = options.Fallback == FallbackPolicy.Allow && Directory.Exists(cpuDir)
+            && Path.TrimEndingDirectorySeparator(Path.GetFullPath(cpuDir)) != Path.TrimEndingDirectorySeparator(folder.FullName);
+        if (withCpu) options.PluginDirectories.Add(cpuDir);
+        bool Verified(PluginStatus p) => !withCpu || !p.Location.StartsWith(cpuDir + Path.DirectorySeparatorChar, StringComparison.Ordinal);
         using var engine = new TesseraEngine(options);
         var report = new JsonObject
         {
@@ -119,18 +125,21 @@ public static class PluginCommand
             ["reference"] = $"ONNX Runtime {OrtEnv.Instance().GetVersionString()} CPU EP",
         };
         var log = json ? TextWriter.Null : Console.Out;
-        log.WriteLine($"Verifying plugins in {folder.FullName} (host contract {TesseraContract.Version}); reference: ONNX Runtime {OrtEnv.Instance().GetVersionString()} CPU EP");
+        report["fallback"] = options.Fallback.ToString().ToLowerInvariant();
+        log.WriteLine($"Verifying plugins in {folder.FullName} (host contract {TesseraContract.Version}; fallback {options.Fallback.ToString().ToLowerInvariant()}); reference: ONNX Runtime {OrtEnv.Instance().GetVersionString()} CPU EP");
         report["plugins"] = new JsonArray(engine.Plugins.Select(p => (JsonNode)new JsonObject
         {
             ["name"] = p.Name, ["state"] = p.State.ToString().ToLowerInvariant(), ["reason"] = p.Reason, ["contract"] = p.ContractVersion?.ToString(), ["version"] = p.Version?.ToString(), ["location"] = p.Location,
         }).ToArray());
         foreach (var p in engine.Plugins)
-            log.WriteLine(p.State == PluginState.Loaded
+            log.WriteLine(!Verified(p)
+                ? $"  plugin {p.Name} ({p.Location}): the CPU that runs what the device refuses (fallback allow); not verified"
+                : p.State == PluginState.Loaded
                 ? $"  plugin {p.Name} {p.Version} by {p.Vendor}: contract {p.ContractVersion} ok  ({p.Location})"
-                : $"  plugin at {p.Location}: FAILED to load: {p.Reason}");
-        if (engine.Plugins.Count == 0 || engine.Plugins.Any(p => p.State != PluginState.Loaded))
+                : $"  plugin {p.Name ?? Path.GetFileName(Path.GetDirectoryName(p.Location))} ({p.Location}): FAILED to load: {p.Reason}");
+        if (!engine.Plugins.Any(Verified) || engine.Plugins.Where(Verified).Any(p => p.State != PluginState.Loaded))
         {
-            if (engine.Plugins.Count == 0) log.WriteLine($"  no plugin found in {folder.FullName}{(engine.PluginNotes.Count > 0 ? ": " + string.Join("; ", engine.PluginNotes) : "")}");
+            if (!engine.Plugins.Any(Verified)) log.WriteLine($"  no plugin found in {folder.FullName}{(engine.PluginNotes.Count > 0 ? ": " + string.Join("; ", engine.PluginNotes) : "")}");
             report["result"] = "fail";
             if (json) Console.WriteLine(report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             log.WriteLine("FAIL: the plugin did not load.");
@@ -138,11 +147,12 @@ public static class PluginCommand
         }
 
         DeviceId? wanted = deviceFilter is null ? null : DeviceId.Parse(deviceFilter);
-        var devices = engine.Devices.Devices.Where(d => wanted is null || d.Info.Id == wanted).ToList();
+        var verifiedPlugins = engine.Plugins.Where(Verified).Select(p => p.Name).ToHashSet();
+        var devices = engine.Devices.Devices.Where(d => (wanted is null || d.Info.Id == wanted) && verifiedPlugins.Contains(d.PluginName)).ToList();
         if (deviceFilter is not null && devices.Count == 0)
-            throw new ArgumentException($"The plugin offers no device {deviceFilter}; it offers {string.Join(", ", engine.Devices.Devices.Select(d => d.Info.Id))}.");
+            throw new ArgumentException($"The plugin offers no device {deviceFilter}; it offers {string.Join(", ", engine.Devices.Devices.Where(d => verifiedPlugins.Contains(d.PluginName)).Select(d => d.Info.Id))}.");
         var cases = Cases(modelDir, noModels, log);
-        var runner = new ConformanceRunner(engine, scale);
+        var runner = new ConformanceRunner(engine, scale, options.Fallback);
         var results = new List<CaseResult>();
         foreach (var d in devices)
         {
@@ -150,17 +160,22 @@ public static class PluginCommand
             {
                 results.Add(new CaseResult(d.Info.Id.ToString(), "device", CaseStatus.Skip, "", null, $"unavailable: {d.Info.UnavailableReason}", TimeSpan.Zero));
                 log.WriteLine($"  {d.Info.Id,-10} SKIP  unavailable: {d.Info.UnavailableReason}");
+                foreach (var r in runner.UnavailableChecks(d))
+                {
+                    results.Add(r);
+                    log.WriteLine($"    {r.Case,-32} {Status(r.Status),-5} {r.Detail}");
+                }
                 continue;
             }
             log.WriteLine($"  {d.Info.Id} ({d.Info.Name}):");
             foreach (var r in runner.ContractChecks(d).Concat(cases.Select(c => runner.Run(d, c))))
             {
                 results.Add(r);
-                log.WriteLine($"    {r.Case,-26} {Status(r.Status),-5} {(r.MaxAbsError is { } e ? $"max err {e:E2}" : ""),-18} {r.Tolerance,-26} {r.Elapsed.TotalMilliseconds,7:F0} ms  {(r.Status == CaseStatus.Pass ? "" : r.Detail)}");
+                log.WriteLine($"    {r.Case,-32} {Status(r.Status),-5} {(r.MaxAbsError is { } e ? $"max err {e:E2}" : ""),-18} {r.Tolerance,-26} {r.Elapsed.TotalMilliseconds,7:F0} ms  {(r.Status == CaseStatus.Pass ? "" : r.Detail)}");
             }
         }
         int failed = results.Count(r => r.Status == CaseStatus.Fail), passed = results.Count(r => r.Status == CaseStatus.Pass);
-        var verdict = failed > 0 ? "fail" : passed == 0 ? "no-device" : "pass";
+        var verdict = failed > 0 ? "fail" : !devices.Any(d => d.Info.IsAvailable) ? "no-device" : "pass";
         report["result"] = verdict;
         report["cases"] = new JsonArray(results.Select(r => (JsonNode)new JsonObject
         {

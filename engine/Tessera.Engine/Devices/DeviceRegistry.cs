@@ -101,10 +101,14 @@ public sealed class DeviceRegistry
         if (policy == FallbackPolicy.Strict)
             throw new DeviceUnavailableException(requested.Info.Id,
                 $"{requested.Info.UnavailableReason} (fallback policy is strict; use 'allow' to run on the CPU instead)");
-        var cpu = _devices.Values.Where(d => d.Info.Id.Kind == "cpu" && d.Info.IsAvailable).OrderBy(d => d.Info.Id.Index).FirstOrDefault()
+        var cpu = FallbackCpu()
             ?? throw new DeviceUnavailableException(requested.Info.Id, $"{requested.Info.UnavailableReason}, and no CPU device is available to fall back to");
         return new Placement(cpu, requested.Info.Id, $"{requested.Info.Id} is not available ({requested.Info.UnavailableReason}); using {cpu.Info.Id} instead");
     }
+
+    /// <summary>The CPU device fallback uses: the available <c>cpu</c> device with the lowest index, or null.</summary>
+    public RegisteredDevice? FallbackCpu() =>
+        _devices.Values.Where(d => d.Info.Id.Kind == "cpu" && d.Info.IsAvailable).OrderBy(d => d.Info.Id.Index).FirstOrDefault();
 
     private string Summary() => (_devices.Count == 0
         ? "none (no plugin offered a device)."

@@ -80,7 +80,12 @@ public abstract class OrtDevice : IDevice
         }
         catch (TesseraException e)
         {
-            return new GraphSupportReport(Info.Id, false, [], e.Message);
+            // ONNX Runtime names the op it has no kernel for (not always the node): name the nodes of that op.
+            var blamed = nodes.Where(n => System.Text.RegularExpressions.Regex.IsMatch(e.Message, $@"\b{System.Text.RegularExpressions.Regex.Escape(n.OpType)}\b")
+                    && n.OpType.Length > 0 && (e is not ModelLoadException || !e.Message.Contains("not a valid ONNX", StringComparison.Ordinal)))
+                .Select(n => new NodePlacement(n.Name, n.QualifiedOpType, OnDevice: false, FirstLine(e.Message))).ToList();
+            return new GraphSupportReport(Info.Id, false, blamed, blamed.Count == 0 ? e.Message
+                : $"{e.Message.TrimEnd('.')} (node(s): {string.Join(", ", blamed.Take(8).Select(b => $"{b.OpType} '{b.NodeName}'"))}).");
         }
     }
 
