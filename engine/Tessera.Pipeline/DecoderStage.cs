@@ -46,7 +46,7 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextP
         public bool Guided => Cfg != 1.0;
         /// <summary>Model evaluations done so far.</summary>
         public int Done => Solver.Done;
-        /// <summary>Model evaluations in all (schedule steps for Euler and DPM-Solver++(2M), 2·steps for Heun).</summary>
+        /// <summary>Model evaluations in all (schedule steps for Euler and DPM-Solver++(2M), 2·steps − 1 for Heun).</summary>
         public int Steps => Solver.Evaluations;
         public bool Finished => Solver.Finished;
         /// <summary>Model rows this job needs per step: 2 with guidance (conditional + unconditional), else 1.</summary>

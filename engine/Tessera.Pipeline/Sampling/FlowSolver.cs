@@ -68,15 +68,15 @@ public sealed class EulerSolver(float[] x, double[] times) : FlowSolver(x, times
 
 /// <summary>
 /// Heun's second-order method (the trapezoid rule with an Euler predictor, as in Karras et al. 2022): per step
-/// v₁ = v(x, t), x̃ = x + Δt·v₁, v₂ = v(x̃, t_next), x ← x + Δt·(v₁ + v₂)/2, two evaluations per step. Unlike Karras'
-/// sampler the last step (to t = 0) is corrected too: a flow-matching velocity is defined at t = 0, and with a shifted
-/// schedule that last step is the longest, where a plain Euler step costs most accuracy.
+/// v₁ = v(x, t), x̃ = x + Δt·v₁, v₂ = v(x̃, t_next), x ← x + Δt·(v₁ + v₂)/2. The last step (to t = 0) is plain Euler,
+/// so N steps take 2N − 1 evaluations: a decoder trained with logit-normal times has almost never seen t = 0, and
+/// correcting with a velocity read there ruined the shipped model's images (OCR word accuracy 0.00 at 3 steps, 0.08 at 4).
 /// </summary>
 public sealed class HeunSolver(float[] x, double[] times) : FlowSolver(x, times)
 {
     private int _step;
     private float[]? _predicted, _firstVelocity;
-    public override int Evaluations => 2 * Steps;
+    public override int Evaluations => 2 * Steps - 1;
     public override double EvaluationTime => _predicted is null ? Times[_step] : Times[_step + 1];
     public override float[] EvaluationInput => _predicted ?? X;
 
@@ -86,6 +86,12 @@ public sealed class HeunSolver(float[] x, double[] times) : FlowSolver(x, times)
         var x = X;
         if (_predicted is null)
         {
+            if (_step == Steps - 1)
+            {
+                for (int p = 0; p < x.Length; p++) x[p] += dt * velocity[p];
+                _step++;
+                return;
+            }
             _firstVelocity = (float[])velocity.Clone();
             _predicted = new float[x.Length];
             for (int p = 0; p < x.Length; p++) _predicted[p] = x[p] + dt * velocity[p];
@@ -168,5 +174,5 @@ public static class FlowSamplers
     };
 
     /// <summary>Model evaluations a sampler takes for a number of schedule steps.</summary>
-    public static int Evaluations(string name, int steps) => name == Heun ? 2 * steps : steps;
+    public static int Evaluations(string name, int steps) => name == Heun ? 2 * steps - 1 : steps;
 }
