@@ -1,11 +1,12 @@
 using Tessera.Abstractions;
 using Tessera.Data;
+using Tessera.Pipeline.Sampling;
 
 namespace Tessera.Pipeline;
 
 /// <summary>
-/// Runs the DiT decoder with a flow-matching Euler sampler: from seeded Gaussian noise at t = 1 to the image at t = 0,
-/// x ← x + (t_next − t)·v. With classifier-free guidance the conditional branch (prior tokens + glyphs) and the
+/// Runs the DiT decoder with a flow-matching sampler (<see cref="FlowSamplers"/>: Euler, Heun, DPM-Solver++(2M)): from
+/// seeded Gaussian noise at t = 1 to the image at t = 0 over the shifted schedule; Euler is x ← x + (t_next − t)·v. With classifier-free guidance the conditional branch (prior tokens + glyphs) and the
 /// unconditional one (no prior, no glyphs) run as one batch of two: v = v_u + cfg·(v_c − v_u).
 /// </summary>
 public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextPlacement? placement = null)
@@ -24,94 +25,137 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextP
     }
 
     /// <summary>
-    /// One image being denoised: its noise, conditions and schedule, advanced one Euler step at a time by
-    /// <see cref="Step"/>. Several jobs (different requests, at different steps) can share one model run.
+    /// One image being denoised: its conditions and its solver (noise, schedule, sampler state), advanced one model
+    /// evaluation at a time by <see cref="Step"/>. Several jobs (different requests, at different steps, with different
+    /// samplers) can share one model run.
     /// </summary>
     public sealed class Job
     {
-        internal Job(float[] x, long[] prior, long[] glyphs, float[]? glyphImage, double[] times, double cfg)
+        internal Job(FlowSolver solver, long[] prior, long[] glyphs, float[]? glyphImage, double cfg)
         {
-            X = x; Prior = prior; Glyphs = glyphs; GlyphImage = glyphImage; Times = times; Cfg = cfg;
+            Solver = solver; Prior = prior; Glyphs = glyphs; GlyphImage = glyphImage; Cfg = cfg;
         }
 
-        public float[] X { get; }
+        /// <summary>The current state; once <see cref="Finished"/>, the image.</summary>
+        public float[] X => Solver.X;
+        public FlowSolver Solver { get; }
         internal long[] Prior { get; }
         internal long[] Glyphs { get; }
         internal float[]? GlyphImage { get; }
-        internal double[] Times { get; }
         public double Cfg { get; }
         public bool Guided => Cfg != 1.0;
-        /// <summary>Steps done so far.</summary>
-        public int Done { get; internal set; }
-        public int Steps => Times.Length - 1;
-        public bool Finished => Done == Steps;
+        /// <summary>Model evaluations done so far.</summary>
+        public int Done => Solver.Done;
+        /// <summary>Model evaluations in all (schedule steps for Euler and DPM-Solver++(2M), 2·steps − 1 for Heun).</summary>
+        public int Steps => Solver.Evaluations;
+        public bool Finished => Solver.Finished;
         /// <summary>Model rows this job needs per step: 2 with guidance (conditional + unconditional), else 1.</summary>
         public int Rows => Guided ? 2 : 1;
     }
 
-    /// <summary>Starts a job: seeded noise at t = 1 and the schedule.</summary>
-    public Job Start(int[] targetTokens, int targetGrid, byte[] glyphBytes, ulong seed, int steps, double cfg, double shift)
+    /// <summary>Starts a job: seeded noise at t = 1, the schedule and the sampler (<see cref="FlowSamplers"/>, default Euler).</summary>
+    public Job Start(int[] targetTokens, int targetGrid, byte[] glyphBytes, ulong seed, int steps, double cfg, double shift, string sampler = FlowSamplers.Euler)
     {
         int s = shape.ImageSize, g = shape.TokenGrid;
-        return new Job(Gaussian(3 * s * s, SplitMix64.Mix(seed, 0xDEC0DE)), ModelInputs.PriorFromTarget(targetTokens, targetGrid, g),
-            ModelInputs.GlyphIds(glyphBytes, shape.MaxGlyphs), GlyphImage(targetTokens, targetGrid, glyphBytes), FlowSchedule.Times(steps, shift), cfg);
+        var solver = FlowSamplers.Create(sampler, Gaussian(3 * s * s, SplitMix64.Mix(seed, 0xDEC0DE)), FlowSchedule.Times(steps, shift));
+        return new Job(solver, ModelInputs.PriorFromTarget(targetTokens, targetGrid, g),
+            ModelInputs.GlyphIds(glyphBytes, shape.MaxGlyphs), GlyphImage(targetTokens, targetGrid, glyphBytes), cfg);
     }
 
-    /// <param name="batchedCfg">False runs the two CFG branches as two passes (for benchmarks).</param>
+    /// <param name="batchedCfg">True forces the two CFG branches into one batch, false into two passes (for benchmarks);
+    /// null (the default) uses <see cref="CfgBatching"/>, measured on this decoder's device at the first guided step.</param>
     public float[] Sample(int[] targetTokens, int targetGrid, byte[] glyphBytes, ulong seed, int steps, double cfg, double shift,
-        bool batchedCfg = true, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
+        bool? batchedCfg = null, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default, string sampler = FlowSamplers.Euler)
     {
-        var job = Start(targetTokens, targetGrid, glyphBytes, seed, steps, cfg, shift);
+        var job = Start(targetTokens, targetGrid, glyphBytes, seed, steps, cfg, shift, sampler);
         while (!job.Finished)
         {
             cancel.ThrowIfCancellationRequested();
-            if (batchedCfg) Step([job]);
-            else StepUnbatched(job);
-            progress?.Report(new GenerationProgress("decoder", job.Done, steps));
+            Step([job], batchedCfg);
+            progress?.Report(new GenerationProgress("decoder", job.Done, job.Steps));
         }
         return job.X;
     }
 
     /// <summary>
-    /// Advances every job by one Euler step in a single model run: the batch holds each job's conditional row and,
-    /// with guidance, its unconditional row (no prior, no glyphs), each at the job's own time t.
+    /// How this decoder runs the two CFG branches: measured once, at the first guided step, on that step's own inputs
+    /// (one batch with both branches vs two passes, alternating, best of several), and kept for the decoder's life.
+    /// Null until a guided step has run. The choice only ever takes the batch when it is not slower; when the two ways
+    /// give different bytes (a device whose kernels depend on the batch size) the two-pass way is kept regardless, so a
+    /// seed's image never depends on a timing.
     /// </summary>
-    public void Step(IReadOnlyList<Job> jobs)
+    public CfgBatchingChoice? CfgBatching { get; private set; }
+
+    /// <summary>What <see cref="CfgBatching"/> measured: seconds per evaluation each way, and whether the two agree bit for bit.</summary>
+    public sealed record CfgBatchingChoice(bool Batched, double BatchedSeconds, double TwoPassSeconds, bool Identical)
     {
-        var xs = new List<float[]>();
-        var ts = new List<float>();
-        var priors = new List<long[]>();
-        var glyphs = new List<long[]>();
-        var images = new List<float[]?>();
-        foreach (var job in jobs)
-        {
-            if (job.Finished) throw new InvalidOperationException("A finished decoder job was stepped again.");
-            float t = (float)job.Times[job.Done];
-            xs.Add(job.X); ts.Add(t); priors.Add(job.Prior); glyphs.Add(job.Glyphs); images.Add(job.GlyphImage);
-            if (job.Guided)
-            {
-                xs.Add(job.X); ts.Add(t); priors.Add(_nullPrior); glyphs.Add(_noGlyphs);
-                images.Add(job.GlyphImage is null ? null : new float[job.GlyphImage.Length]);
-            }
-        }
-        var v = Run(xs.ToArray(), ts.ToArray(), priors.ToArray(), glyphs.ToArray(), images.ToArray());
-        int row = 0;
-        foreach (var job in jobs)
-        {
-            var velocity = job.Guided ? Guide(v[row], v[row + 1], job.Cfg) : v[row];
-            Advance(job, velocity);
-            row += job.Rows;
-        }
+        public double Speedup => TwoPassSeconds / BatchedSeconds;
     }
 
-    /// <summary>One step with the two CFG branches as separate runs (what batching the branches is measured against).</summary>
-    private void StepUnbatched(Job job)
+    private readonly object _cfgLock = new();
+
+    /// <summary>
+    /// Advances every job by one model evaluation: each job's conditional row and, with guidance, its unconditional row
+    /// (no prior, no glyphs), each at the state and time its solver asks for. The rows run as one batch, or, when the
+    /// decoder measured that to be slower (<see cref="CfgBatching"/>), as two batches: conditional rows, then unconditional.
+    /// </summary>
+    /// <param name="batchedCfg">Force one batch (true) or two passes (false); null: the measured choice.</param>
+    public void Step(IReadOnlyList<Job> jobs, bool? batchedCfg = null)
     {
-        float t = (float)job.Times[job.Done];
-        var cond = Run([job.X], [t], [job.Prior], [job.Glyphs], [job.GlyphImage])[0];
-        if (!job.Guided) { Advance(job, cond); return; }
-        var uncond = Run([job.X], [t], [_nullPrior], [_noGlyphs], [job.GlyphImage is null ? null : new float[job.GlyphImage.Length]])[0];
-        Advance(job, Guide(cond, uncond, job.Cfg));
+        foreach (var job in jobs)
+            if (job.Finished) throw new InvalidOperationException("A finished decoder job was stepped again.");
+        var guided = jobs.Where(j => j.Guided).ToList();
+        bool batched = batchedCfg ?? (guided.Count == 0 || ChooseCfgBatching(guided[0]).Batched);
+        var conditional = jobs.Select(j => Row(j, unconditional: false)).ToList();
+        float[][] vc, vu;
+        if (batched)
+        {
+            var rows = new List<ModelRow>();
+            foreach (var job in jobs) { rows.Add(Row(job, false)); if (job.Guided) rows.Add(Row(job, true)); }
+            var v = Run(rows);
+            vc = new float[jobs.Count][]; vu = new float[jobs.Count][];
+            int r = 0;
+            for (int i = 0; i < jobs.Count; i++) { vc[i] = v[r++]; if (jobs[i].Guided) vu[i] = v[r++]; }
+        }
+        else
+        {
+            vc = Run(conditional);
+            float[][] u = guided.Count == 0 ? [] : Run(guided.Select(j => Row(j, true)).ToList());
+            vu = new float[jobs.Count][];
+            for (int i = 0, g = 0; i < jobs.Count; i++) if (jobs[i].Guided) vu[i] = u[g++];
+        }
+        for (int i = 0; i < jobs.Count; i++)
+            jobs[i].Solver.Accept(jobs[i].Guided ? Guide(vc[i], vu[i], jobs[i].Cfg) : vc[i]);
+    }
+
+    private readonly record struct ModelRow(float[] X, float T, long[] Prior, long[] Glyphs, float[]? GlyphImage);
+
+    private ModelRow Row(Job job, bool unconditional) => unconditional
+        ? new(job.Solver.EvaluationInput, (float)job.Solver.EvaluationTime, _nullPrior, _noGlyphs, job.GlyphImage is null ? null : new float[job.GlyphImage.Length])
+        : new(job.Solver.EvaluationInput, (float)job.Solver.EvaluationTime, job.Prior, job.Glyphs, job.GlyphImage);
+
+    /// <summary>Measures batched vs two-pass CFG once, on this job's current inputs (the job itself is not advanced).</summary>
+    private CfgBatchingChoice ChooseCfgBatching(Job job)
+    {
+        lock (_cfgLock)
+        {
+            if (CfgBatching is { } known) return known;
+            ModelRow cond = Row(job, false), uncond = Row(job, true);
+            float[][] both = Run([cond, uncond]), separate = [Run([cond])[0], Run([uncond])[0]]; // warm both shapes
+            bool identical = both[0].AsSpan().SequenceEqual(separate[0]) && both[1].AsSpan().SequenceEqual(separate[1]);
+            double batchedBest = double.MaxValue, twoPassBest = double.MaxValue;
+            for (int round = 0; round < 3; round++)
+            {
+                var watch = System.Diagnostics.Stopwatch.StartNew();
+                Run([cond, uncond]);
+                batchedBest = Math.Min(batchedBest, watch.Elapsed.TotalSeconds);
+                watch.Restart();
+                Run([cond]); Run([uncond]);
+                twoPassBest = Math.Min(twoPassBest, watch.Elapsed.TotalSeconds);
+            }
+            CfgBatching = new CfgBatchingChoice(identical && batchedBest <= twoPassBest, batchedBest, twoPassBest, identical);
+            return CfgBatching;
+        }
     }
 
     /// <summary>The unconditional branch's inputs: every prior cell "none", no glyphs (read only, shared by all jobs).</summary>
@@ -126,25 +170,17 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextP
         return velocity;
     }
 
-    private static void Advance(Job job, float[] velocity)
+    private float[][] Run(IReadOnlyList<ModelRow> rows)
     {
-        float dt = (float)(job.Times[job.Done + 1] - job.Times[job.Done]);
-        var x = job.X;
-        for (int p = 0; p < x.Length; p++) x[p] += dt * velocity[p];
-        job.Done++;
-    }
-
-    private float[][] Run(float[][] xs, float[] ts, long[][] priors, long[][] glyphs, float[]?[] glyphImages)
-    {
-        int b = xs.Length, s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
+        int b = rows.Count, s = shape.ImageSize, g = shape.TokenGrid, pixels = 3 * s * s;
         var feeds = new Dictionary<string, ITensorValue>
         {
-            ["x_t"] = HostTensor.Create(xs.SelectMany(a => a).ToArray(), b, 3, s, s),
-            ["t"] = HostTensor.Create(ts, b),
-            ["prior"] = HostTensor.Create(priors.SelectMany(a => a).ToArray(), b, g, g),
-            ["glyphs"] = HostTensor.Create(glyphs.SelectMany(a => a).ToArray(), b, shape.MaxGlyphs),
+            ["x_t"] = HostTensor.Create(rows.SelectMany(r => r.X).ToArray(), b, 3, s, s),
+            ["t"] = HostTensor.Create(rows.Select(r => r.T).ToArray(), b),
+            ["prior"] = HostTensor.Create(rows.SelectMany(r => r.Prior).ToArray(), b, g, g),
+            ["glyphs"] = HostTensor.Create(rows.SelectMany(r => r.Glyphs).ToArray(), b, shape.MaxGlyphs),
         };
-        if (shape.GlyphImage) feeds["glyph_image"] = HostTensor.Create(glyphImages.SelectMany(a => a!).ToArray(), b, 1, s, s);
+        if (shape.GlyphImage) feeds["glyph_image"] = HostTensor.Create(rows.SelectMany(r => r.GlyphImage!).ToArray(), b, 1, s, s);
         using var outputs = model.Run(feeds);
         var all = new float[b * pixels];
         outputs["velocity"].CopyTo<float>(all);

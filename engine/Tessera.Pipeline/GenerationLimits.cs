@@ -37,6 +37,7 @@ public static class GenerationLimits
         if (request.Prompt is null) Fail("prompt", name, "is required: describe the image, with the text to render in quotes");
         if (request.Steps is { } st && (st < 1 || st > MaxSteps)) Fail("steps", name, $"is {st}; it must be from 1 to {MaxSteps}");
         if (request.Cfg is { } c && (!double.IsFinite(c) || c < 0 || c > MaxCfg)) Fail("cfg", name, $"is {Show(c)}; it must be from 0 to {MaxCfg} (1 turns guidance off)");
+        if (request.Sampler is { } sm && !Sampling.FlowSamplers.IsKnown(sm)) Fail("sampler", name, $"is '{sm}'; it must be one of {string.Join(", ", Sampling.FlowSamplers.Names)}");
         if (request.Temperature is { } t && (!double.IsFinite(t) || t < 0 || t > MaxTemperature)) Fail("temperature", name, $"is {Show(t)}; it must be from 0 (greedy) to {MaxTemperature}");
         int codebook = package.Manifest.Ar.CodebookSize;
         if (request.TopK is { } k && (k < 0 || k > codebook)) Fail("top_k", name, $"is {k}; it must be from 0 (off) to {codebook}");

@@ -6,6 +6,8 @@ public sealed record GenerationRequest(string Prompt)
     public ulong Seed { get; init; }
     public int? Steps { get; init; }
     public double? Cfg { get; init; }
+    /// <summary>Decoder sampler: euler, heun or dpm2m (<see cref="Sampling.FlowSamplers"/>).</summary>
+    public string? Sampler { get; init; }
     public double? Temperature { get; init; }
     public int? TopK { get; init; }
     public double? TopP { get; init; }

@@ -97,13 +97,16 @@ public sealed class ImageGenerator : IDisposable
         return (request.Steps ?? d.Steps, request.Cfg ?? d.Cfg, d.Shift);
     }
 
+    /// <summary>The decoder sampler for a request (the package's default where unset).</summary>
+    public string DecoderSampler(GenerationRequest request) => request.Sampler ?? Package.Manifest.Sampling.Sampler;
+
     /// <summary>The decoder half: target tokens + glyphs → image.</summary>
     public GenerationResult RunDecoderStage(GenerationRequest request, ArOutcome ar, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default)
     {
         var (steps, cfg, shift) = DecoderSettings(request);
         var watch = Stopwatch.StartNew();
-        var image = Decoder.Sample(ar.Tokens.Target, Package.Manifest.Ar.TargetGrid, ar.Prompt.Glyphs, request.Seed, steps, cfg, shift, true, progress, cancel);
-        var timings = new StageTimings(ar.Encode, ar.Tokens.Prefill, ar.Tokens.Decode, Ar.Layout.VisualTokens, watch.Elapsed, steps);
+        var image = Decoder.Sample(ar.Tokens.Target, Package.Manifest.Ar.TargetGrid, ar.Prompt.Glyphs, request.Seed, steps, cfg, shift, null, progress, cancel, DecoderSampler(request));
+        var timings = new StageTimings(ar.Encode, ar.Tokens.Prefill, ar.Tokens.Decode, Ar.Layout.VisualTokens, watch.Elapsed, Sampling.FlowSamplers.Evaluations(DecoderSampler(request), steps));
         return Finish(image, ar.Tokens.Preview, ar.Tokens.Target, timings, ar.Warnings);
     }
 

@@ -67,6 +67,7 @@ public static class ManifestRules
         Range("sampling.steps", s.Steps, 1, GenerationLimits.MaxSteps);
         Finite("sampling.cfg", s.Cfg, 0, GenerationLimits.MaxCfg);
         Finite("sampling.shift", s.Shift, 0.01, 100);
+        if (!Sampling.FlowSamplers.IsKnown(s.Sampler)) Fail("sampling.sampler", $"= '{s.Sampler}'; it must be one of {string.Join(", ", Sampling.FlowSamplers.Names)}");
         Finite("sampling.temperature", s.Temperature, 0, GenerationLimits.MaxTemperature);
         Range("sampling.topK", s.TopK, 0, 1 << 20); // above the codebook size means no top-k cut
         if (!double.IsFinite(s.TopP) || s.TopP <= 0 || s.TopP > 1) Fail("sampling.topP", $"= {s.TopP}; it must be above 0 and at most 1");

@@ -21,6 +21,8 @@ public sealed record SamplingDefaults
     public double Cfg { get; init; } = 3.0;
     /// <summary>Time shift of the Euler schedule (more steps near t = 1, where the image's layout forms).</summary>
     public double Shift { get; init; } = 3.0;
+    /// <summary>Decoder sampler (<see cref="Sampling.FlowSamplers"/>): euler, heun or dpm2m; manifests without one use Euler.</summary>
+    public string Sampler { get; init; } = Sampling.FlowSamplers.Euler;
     public double Temperature { get; init; } = 0.8;
     public int TopK { get; init; } = 64;
     public double TopP { get; init; } = 0.95;

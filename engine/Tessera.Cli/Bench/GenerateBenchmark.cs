@@ -53,7 +53,9 @@ public static class GenerateBenchmark
         PipelinedGeneration.Run(split, requests);
         double pipelined = watch.Elapsed.TotalSeconds;
 
-        return new JsonObject
+        var limits = DecoderLimits.Measure(engineOne, "cpu:0", single, target, encoded.Glyphs, repeats, log);
+
+        var result = new JsonObject
         {
             ["benchmark"] = "generate",
             ["model"] = package.Manifest.Name,
@@ -79,6 +81,8 @@ public static class GenerateBenchmark
             ["pipelinedTwoDevicesSeconds"] = Math.Round(pipelined, 2),
             ["pipeliningSpeedup"] = Math.Round(sequential / pipelined, 2),
         };
+        foreach (var (key, value) in limits.ToList()) { limits.Remove(key); result[key] = value; }
+        return result;
     }
 
     public static string Table(JsonObject r)
@@ -89,7 +93,8 @@ public static class GenerateBenchmark
                $"{"comparison",-44}{"baseline",12}{"tessera",12}{"ratio",8}\n" +
                $"{"AR tokens/s: no cache vs KV cache",-44}{r["arTokensPerSecondWithoutKvCache"],12}{r["arTokensPerSecondWithKvCache"],12}{r["kvCacheSpeedup"],8}\n" +
                $"{$"decoder s (CFG {r["cfgCompared"]}): two passes vs batched",-44}{r["decoderSecondsCfgTwoPasses"],12}{r["decoderSecondsCfgBatched"],12}{r["cfgBatchingSpeedup"],8}\n" +
-               $"{$"{r["prompts"]} prompts s: sequential 1 dev vs pipelined 2",-44}{r["sequentialOneDeviceSeconds"],12}{r["pipelinedTwoDevicesSeconds"],12}{r["pipeliningSpeedup"],8}";
+               $"{$"{r["prompts"]} prompts s: sequential 1 dev vs pipelined 2",-44}{r["sequentialOneDeviceSeconds"],12}{r["pipelinedTwoDevicesSeconds"],12}{r["pipeliningSpeedup"],8}\n" +
+               DecoderLimits.Table(r);
     }
 
     private static EngineOptions Clone(EngineOptions o, int devices, int threads)

@@ -16,6 +16,7 @@ public static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "Seed: same seed, inputs and device give the same PNG bytes.", DefaultValueFactory = _ => 0UL };
         var steps = new Option<int?>("--steps") { Description = "Denoising steps (default from the model)." };
         var cfg = new Option<double?>("--cfg") { Description = "Classifier-free guidance scale; 1 turns it off (default from the model)." };
+        var sampler = new Option<string?>("--sampler") { Description = "Decoder sampler: euler, heun (2 model runs per step) or dpm2m (default from the model)." };
         var temperature = new Option<double?>("--temperature") { Description = "AR sampling temperature; 0 is greedy (default from the model)." };
         var device = new Option<string?>("--device") { Description = "Device for both stages: auto, cpu:0, ... (see 'tessera devices'). Default: the config file's placement, else auto." };
         var arDevice = new Option<string?>("--ar-device") { Description = "Device for the AR stage (overrides --device)." };
@@ -26,7 +27,7 @@ public static class GenerateCommand
         var height = new Option<int?>("--height") { Description = "GLM-Image packages: image height, a multiple of 32 (default 1024)." };
         var cmd = new Command("generate", "Generate an image from a prompt: tokens → AR with KV cache → DiT decoder → PNG.")
         {
-            prompt, output, model, seed, steps, cfg, temperature, device, arDevice, decoderDevice, count, image, width, height,
+            prompt, output, model, seed, steps, cfg, sampler, temperature, device, arDevice, decoderDevice, count, image, width, height,
         };
         cmd.SetAction((parse, cancel) => Task.FromResult(CliErrors.Run(() =>
         {
@@ -41,7 +42,7 @@ public static class GenerateCommand
                 throw new ArgumentException("--width and --height apply to GLM-Image packages; this model's size is fixed by its package.");
             var package = ModelPackage.Open(parse.GetValue(model)?.FullName ?? ModelPackage.DefaultDirectory());
             GenerationLimits.ValidatePrompt(parse.GetValue(prompt), package, GenerationLimits.MaxPromptChars, GenerationLimits.CliName);
-            var check = new GenerationRequest(parse.GetValue(prompt)!) { Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg), Temperature = parse.GetValue(temperature) };
+            var check = new GenerationRequest(parse.GetValue(prompt)!) { Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg), Sampler = parse.GetValue(sampler), Temperature = parse.GetValue(temperature) };
             GenerationLimits.Validate(check, package, GenerationLimits.CliName);
             byte[]? source = null;
             if (parse.GetValue(image) is { } img)
@@ -57,7 +58,7 @@ public static class GenerateCommand
 
             var requests = Enumerable.Range(0, n).Select(i => new GenerationRequest(parse.GetValue(prompt)!)
             {
-                Seed = parse.GetValue(seed) + (ulong)i, Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg),
+                Seed = parse.GetValue(seed) + (ulong)i, Steps = parse.GetValue(steps), Cfg = parse.GetValue(cfg), Sampler = parse.GetValue(sampler),
                 Temperature = parse.GetValue(temperature), SourceRgb = source,
             }).ToList();
             // Several images with the stages on different devices: the AR of image k+1 overlaps the decoder of image k.

@@ -281,7 +281,7 @@ public sealed class BatchingGenerator : IDisposable
                     {
                         var (steps, cfg, shift) = _generator.DecoderSettings(w.Request);
                         w.Job = _generator.Decoder.Start(w.Sequence!.Visual[_ar.Layout.PreviewTokens..], _generator.Package.Manifest.Ar.TargetGrid,
-                            w.Prepared!.Prompt.Glyphs, w.Request.Seed, steps, cfg, shift);
+                            w.Prepared!.Prompt.Glyphs, w.Request.Seed, steps, cfg, shift, _generator.DecoderSampler(w.Request));
                         w.DecoderStarted = w.Clock.Elapsed;
                         active.Add(w);
                     }

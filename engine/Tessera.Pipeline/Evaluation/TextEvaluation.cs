@@ -17,7 +17,7 @@ public sealed record TextCase(string Word, bool Seen, string Prompt, string Mode
 public static class TextEvaluation
 {
     public static (TextScores Seen, TextScores Unseen, List<TextCase> Cases) Run(ImageGenerator generator, Ocr ocr, int n, ulong seed,
-        int? steps, IProgress<(int Done, int Total)>? progress = null, CancellationToken cancel = default, double? cfg = null)
+        int? steps, IProgress<(int Done, int Total)>? progress = null, CancellationToken cancel = default, double? cfg = null, string? sampler = null)
     {
         var data = new SampleGenerator(seed, generator.Package.Manifest.Decoder.ImageSize);
         var cases = new List<TextCase>();
@@ -26,7 +26,7 @@ public static class TextEvaluation
             cancel.ThrowIfCancellationRequested();
             bool seen = i % 2 == 0;
             var sample = data.Sample(seen ? DataSplit.Validation : DataSplit.Unseen, i / 2);
-            var result = generator.Generate(new GenerationRequest(sample.Caption) { Seed = seed + (ulong)i, Steps = steps, Cfg = cfg }, cancel: cancel);
+            var result = generator.Generate(new GenerationRequest(sample.Caption) { Seed = seed + (ulong)i, Steps = steps, Cfg = cfg, Sampler = sampler }, cancel: cancel);
             cases.Add(new TextCase(sample.Word, seen, sample.Caption, ocr.Read(result.Rgb, result.Size), ocr.Read(sample.Rgb, sample.Size), result.Rgb));
             progress?.Report((i + 1, n));
         }
