@@ -88,7 +88,7 @@ public sealed class TesseraNode : IAsyncDisposable
 
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
-        if (log is not null) builder.Logging.AddProvider(new OneLineLoggerProvider(log)).SetMinimumLevel(LogLevel.Warning);
+        if (log is not null) builder.Logging.AddProvider(new OneLineLoggerProvider(log)).SetMinimumLevel(LogLevel.Warning).AddFilter("Orleans.Runtime.Silo", LogLevel.Error).AddFilter("Orleans.Runtime.Watchdog", LogLevel.Error);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.UseOrleans(silo =>
         {
