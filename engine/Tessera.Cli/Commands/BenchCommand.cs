@@ -16,6 +16,7 @@ public static class BenchCommand
         bench.Subcommands.Add(Generate());
         bench.Subcommands.Add(Export());
         bench.Subcommands.Add(Serve());
+        bench.Subcommands.Add(ClusterBenchCommand.Create());
         bench.Subcommands.Add(Decode());
         bench.Subcommands.Add(GenAi());
         return bench;
