@@ -21,12 +21,12 @@ namespace Tessera.Server;
 public sealed class TesseraServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
-    private readonly BatchingGenerator _batching;
+    private readonly IImageQueue _batching;
     private readonly ServerOptions _options;
     private readonly TextWriter _log;
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    private TesseraServer(WebApplication app, BatchingGenerator batching, ServerOptions options, TextWriter log)
+    private TesseraServer(WebApplication app, IImageQueue batching, ServerOptions options, TextWriter log)
     {
         _app = app; _batching = batching; _options = options; _log = log;
     }
@@ -34,10 +34,11 @@ public sealed class TesseraServer : IAsyncDisposable
     /// <summary>The address clients use, e.g. http://127.0.0.1:8080 (the real port when 0 was asked for).</summary>
     public Uri BaseAddress { get; private set; } = new("http://127.0.0.1/");
 
-    public BatchingGenerator Batching => _batching;
+    public BatchingGenerator Batching => _batching as BatchingGenerator ?? throw new InvalidOperationException("This server generates through a cluster; use Queue.");
+    public IImageQueue Queue => _batching;
 
     /// <summary>Builds and starts the server; returns once it is listening.</summary>
-    public static async Task<TesseraServer> StartAsync(BatchingGenerator batching, ServerOptions options, TextWriter? log = null)
+    public static async Task<TesseraServer> StartAsync(IImageQueue batching, ServerOptions options, TextWriter? log = null)
     {
         if (!IPAddress.TryParse(options.Host, out var address) && options.Host != "localhost")
             throw new ArgumentException($"--host '{options.Host}' is not an IP address; use 127.0.0.1 (default), 0.0.0.0 for every interface, or a specific address.");
@@ -86,7 +87,7 @@ public sealed class TesseraServer : IAsyncDisposable
         await _app.DisposeAsync();
     }
 
-    private ModelPackage Package => _batching.Generator.Package;
+    private ModelPackage Package => _batching.Package;
 
     private void Map()
     {
@@ -122,7 +123,7 @@ public sealed class TesseraServer : IAsyncDisposable
             ["status"] = "ok",
             ["model"] = Package.Manifest.Name,
             ["queue"] = _batching.Metrics.QueueDepth,
-            ["devices"] = new JsonObject { ["ar"] = _batching.Generator.ArDevice.ToString(), ["decoder"] = _batching.Generator.DecoderDevice.ToString() },
+            ["devices"] = new JsonObject { ["ar"] = _batching.ArPlacement, ["decoder"] = _batching.DecoderPlacement },
             ["batching"] = new JsonObject { ["maxArBatch"] = _batching.Options.MaxArBatch, ["maxDecoderBatch"] = _batching.Options.MaxDecoderBatch, ["queueCapacity"] = _batching.Options.QueueCapacity },
         }, Indented));
         _app.MapGet("/metrics", () => Results.Text(_batching.Metrics.ToPrometheus(), "text/plain; version=0.0.4; charset=utf-8"));
@@ -251,6 +252,7 @@ public sealed class TesseraServer : IAsyncDisposable
         ApiError a => a,
         OperationCanceledException when timedOut && !parsed => new ApiError(408, $"The request body did not arrive within {_options.RequestTimeout.TotalSeconds:F0} s; send it faster.", type: "timeout"),
         OperationCanceledException when timedOut => new ApiError(504, $"The request did not finish within {_options.RequestTimeout.TotalSeconds:F0} s and was cancelled. Ask for fewer images or steps, or retry when the server is less busy.", type: "timeout"),
+        StageUnavailableException s => new ApiError(503, s.Message, param: s.Stage, type: "server_error", code: "stage_unavailable"),
         Tessera.Data.Prompting.PromptException p => ApiError.BadRequest(p.Message, "prompt"),
         GenerationParameterException g => ApiError.BadRequest(g.Message, g.Parameter),
         BadHttpRequestException b => new ApiError(b.StatusCode, b.Message),

@@ -14,6 +14,7 @@ public static class BenchCommand
         bench.Subcommands.Add(Overhead());
         bench.Subcommands.Add(Generate());
         bench.Subcommands.Add(Serve());
+        bench.Subcommands.Add(ClusterBenchCommand.Create());
         return bench;
     }
 

@@ -28,9 +28,10 @@ public static class ServeCommand
         {
             Description = "A host name (Host header) to answer besides localhost and IP addresses, e.g. images.example.com or *.example.com; * allows any. Repeatable. Guards against DNS rebinding.",
         };
+        var cluster = new Option<string?>("--cluster") { Description = "Serve as the front of a Tessera cluster (redis://host:port or localhost): AR and decoder run on 'tessera node' processes." };
         var cmd = new Command("serve", "Serve the images API (OpenAI-style /v1/images/generations and /edits, /v1/models, /health, /metrics) and a web page at /, batching concurrent requests.")
         {
-            model, device, arDevice, decoderDevice, host, port, apiKey, maxBatch, queue, window, timeout, maxN, noBatching, allowedHosts,
+            model, device, arDevice, decoderDevice, host, port, apiKey, maxBatch, queue, window, timeout, maxN, noBatching, allowedHosts, cluster,
         };
         cmd.SetAction((parse, cancel) => CliErrors.RunAsync(async () =>
         {
@@ -38,6 +39,7 @@ public static class ServeCommand
             {
                 var options = GlobalOptions.Build(parse);
                 var package = ModelPackage.Open(parse.GetValue(model)?.FullName ?? ModelPackage.DefaultDirectory());
+                if (parse.GetValue(cluster) is { } connection) return await ServeClusterCommand.RunAsync(parse, connection, package, queue, timeout, maxN, host, port, apiKey, allowedHosts, cancel);
                 using var engine = new TesseraEngine(options);
                 var d = parse.GetValue(device);
                 using var generator = new ImageGenerator(engine, package,

@@ -139,7 +139,7 @@ public sealed class BatchingMetrics
 /// request's decoder overlaps the next ones' AR. Each request keeps its own seed: batching does not change which
 /// tokens it gets (see docs/serving.md for the pixel tolerance).
 /// </summary>
-public sealed class BatchingGenerator : IDisposable
+public sealed class BatchingGenerator : IDisposable, IImageQueue
 {
     private sealed class Work(GenerationRequest request, IProgress<GenerationProgress>? progress, CancellationToken cancel)
     {
@@ -177,6 +177,9 @@ public sealed class BatchingGenerator : IDisposable
     public BatchingOptions Options { get; }
     public BatchingMetrics Metrics { get; } = new();
     public ImageGenerator Generator => _generator;
+    ModelPackage IImageQueue.Package => _generator.Package;
+    string IImageQueue.ArPlacement => _generator.ArDevice.ToString();
+    string IImageQueue.DecoderPlacement => _generator.DecoderDevice.ToString();
 
     /// <summary>
     /// Queues a request. Throws <see cref="QueueFullException"/> at once when the queue is full; cancelling
