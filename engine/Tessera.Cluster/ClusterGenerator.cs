@@ -135,7 +135,7 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
             try
             {
                 dec = await RunAsync(Stages.Decoder,
-                    (key, ct) => _client.Client.GetGrain<IDecoderWorkerGrain>(key).Run(new DecoderWork(ar.TargetTokens, ar.Glyphs, request.Seed, request.Steps, request.Cfg), ct),
+                    (key, ct) => _client.Client.GetGrain<IDecoderWorkerGrain>(key).Run(new DecoderWork(ar.TargetTokens, ar.Glyphs, request.Seed, request.Steps, request.Cfg, request.Sampler), ct),
                     d => (d.Status, d.Error), null, cancel);
             }
             finally { Interlocked.Decrement(ref Metrics.DecoderActive); }

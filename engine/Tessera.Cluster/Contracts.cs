@@ -44,14 +44,16 @@ public sealed record ArAnswer(
     [property: Id(6)] double EncodeMs,
     [property: Id(7)] double ArMs);
 
-/// <summary>What a decoder worker gets: target token ids, glyph text (UTF-8) and the seed.</summary>
+/// <summary>What a decoder worker gets: target token ids, glyph text (UTF-8), the seed, and the request's decoder settings
+/// (unset ones take the package's defaults on the node, the sampler included).</summary>
 [GenerateSerializer, Immutable]
 public sealed record DecoderWork(
     [property: Id(0)] int[] TargetTokens,
     [property: Id(1)] byte[] Glyphs,
     [property: Id(2)] ulong Seed,
     [property: Id(3)] int? Steps,
-    [property: Id(4)] double? Cfg);
+    [property: Id(4)] double? Cfg,
+    [property: Id(5)] string? Sampler = null);
 
 /// <summary>What a decoder worker returns: the PNG.</summary>
 [GenerateSerializer, Immutable]

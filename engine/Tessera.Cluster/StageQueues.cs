@@ -162,11 +162,12 @@ public sealed class DecoderStageQueue(ImageGenerator generator, int maxBatch, in
     protected override void Start(Item item)
     {
         var w = item.Work;
-        var (steps, cfg, shift) = generator.DecoderSettings(new GenerationRequest("") { Steps = w.Steps, Cfg = w.Cfg });
+        var request = new GenerationRequest("") { Steps = w.Steps, Cfg = w.Cfg, Sampler = w.Sampler };
+        var (steps, cfg, shift) = generator.DecoderSettings(request);
         var grid = generator.Package.Manifest.Ar.TargetGrid;
         if (w.TargetTokens.Length != grid * grid)
             throw new ArgumentException($"The decoder got {w.TargetTokens.Length} target tokens; this model's target grid is {grid}x{grid} = {grid * grid}.");
-        item.State = new State(generator.Decoder.Start(w.TargetTokens, grid, w.Glyphs, w.Seed, steps, cfg, shift), item.Clock.Elapsed);
+        item.State = new State(generator.Decoder.Start(w.TargetTokens, grid, w.Glyphs, w.Seed, steps, cfg, shift, generator.DecoderSampler(request)), item.Clock.Elapsed);
     }
 
     protected override void Step(IReadOnlyList<Item> active) => generator.Decoder.Step(active.Select(i => ((State)i.State!).Job).ToList());
