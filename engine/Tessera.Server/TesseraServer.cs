@@ -24,11 +24,13 @@ public sealed class TesseraServer : IAsyncDisposable
     private readonly IImageQueue _batching;
     private readonly ServerOptions _options;
     private readonly TextWriter _log;
+    private readonly PrometheusMetrics _metrics;
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private TesseraServer(WebApplication app, IImageQueue batching, ServerOptions options, TextWriter log)
     {
         _app = app; _batching = batching; _options = options; _log = log;
+        _metrics = new PrometheusMetrics(batching.Metrics);
     }
 
     /// <summary>The address clients use, e.g. http://127.0.0.1:8080 (the real port when 0 was asked for).</summary>
@@ -85,6 +87,7 @@ public sealed class TesseraServer : IAsyncDisposable
     {
         await _app.StopAsync();
         await _app.DisposeAsync();
+        _metrics.Dispose();
     }
 
     private ModelPackage Package => _batching.Package;
@@ -126,7 +129,11 @@ public sealed class TesseraServer : IAsyncDisposable
             ["devices"] = new JsonObject { ["ar"] = _batching.ArPlacement, ["decoder"] = _batching.DecoderPlacement },
             ["batching"] = new JsonObject { ["maxArBatch"] = _batching.Options.MaxArBatch, ["maxDecoderBatch"] = _batching.Options.MaxDecoderBatch, ["queueCapacity"] = _batching.Options.QueueCapacity },
         }, Indented));
-        _app.MapGet("/metrics", () => Results.Text(_batching.Metrics.ToPrometheus(), "text/plain; version=0.0.4; charset=utf-8"));
+        _app.MapGet("/metrics", async (HttpContext ctx) =>
+        {
+            ctx.Response.ContentType = PrometheusMetrics.ContentType;
+            await _metrics.WriteAsync(ctx.Response.Body, ctx.RequestAborted);
+        });
         _app.MapGet("/v1/models", () => Results.Json<JsonObject>(new JsonObject
         {
             ["object"] = "list",

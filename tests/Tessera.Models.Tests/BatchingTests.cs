@@ -43,6 +43,7 @@ public sealed class BatchingTests
         using var generator = new ImageGenerator(engine, package, "cpu:0", "cpu:0");
         var alone = Requests.Select(r => generator.Generate(r)).ToList();
         using var batching = new BatchingGenerator(generator, new BatchingOptions { MaxArBatch = 4, MaxDecoderBatch = 4, Window = TimeSpan.FromMilliseconds(200) });
+        using var prometheus = new Tessera.Server.PrometheusMetrics(batching.Metrics);
         var batched = Task.WhenAll(Requests.Select(r => batching.GenerateAsync(r))).GetAwaiter().GetResult();
         int worst = 0, differing = 0;
         for (int i = 0; i < Requests.Length; i++)
@@ -60,7 +61,9 @@ public sealed class BatchingTests
         Assert.IsTrue(worst <= PixelTolerance, $"worst pixel difference {worst} > {PixelTolerance}");
         Assert.AreEqual(4, batching.Metrics.LargestArBatch, "the four requests shared AR steps");
         Assert.IsTrue(batching.Metrics.LargestDecoderBatch >= 2, "requests shared decoder steps");
-        StringAssert.Contains(batching.Metrics.ToPrometheus(), "tessera_ar_batch_size_bucket{le=\"4\"} ");
+        var text = prometheus.ToTextAsync().GetAwaiter().GetResult();
+        StringAssert.Contains(text, "tessera_ar_batch_size_bucket{le=\"4\"} ", text);
+        StringAssert.Contains(text, "tessera_images_total{outcome=\"completed\"} 4", text);
         Assert.AreEqual(4, batching.Metrics.Completed);
     }
 }
