@@ -2,9 +2,9 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Tessera.Abstractions;
 
-namespace Tessera.Engine;
+namespace Tessera.Cli;
 
-/// <summary>Reading and writing tensors for the CLI: NumPy .npy (version 1/2, little-endian, C order), raw .bin, random.</summary>
+/// <summary>`tessera run`'s tensor files: NumPy .npy (version 1/2, little-endian, C order), raw .bin, random.</summary>
 public static partial class TensorFiles
 {
     public static HostTensor Random(TensorElementType type, long[] shape, Random rng)
