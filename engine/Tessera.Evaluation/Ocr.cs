@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Tessera.Data;
 
-namespace Tessera.Pipeline.Evaluation;
+namespace Tessera.Evaluation;
 
 /// <summary>
 /// Reads a word from an image with the tesseract command (Debian: <c>apt-get install tesseract-ocr</c>):

@@ -1,7 +1,9 @@
 using System.Text.Json.Nodes;
 using Tessera.Data;
+using Tessera.Datasets;
+using Tessera.Pipeline;
 
-namespace Tessera.Pipeline.Evaluation;
+namespace Tessera.Evaluation;
 
 /// <summary>OCR scores of one group of prompts.</summary>
 public sealed record TextScores(int Count, double WordAccuracy, double EditDistance, double CeilingWordAccuracy, double CeilingEditDistance);

@@ -1,6 +1,7 @@
 using SkiaSharp;
+using Tessera.Data;
 
-namespace Tessera.Data;
+namespace Tessera.Datasets;
 
 /// <summary>A grid of images with their captions underneath, as one PNG, for looking at data or results.</summary>
 public static class ContactSheet
@@ -17,7 +18,7 @@ public static class ContactSheet
         using var surface = SKSurface.Create(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
         var canvas = surface.Canvas;
         canvas.Clear(SKColors.White);
-        using var typeface = SKTypeface.FromStream(typeof(ContactSheet).Assembly.GetManifestResourceStream("Tessera.Data.DejaVuSans-Bold.ttf")!);
+        var typeface = ShippedFont.Typeface;
         using var font = new SKFont(typeface, 9.5f);
         using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
         for (int k = 0; k < items.Count; k++)

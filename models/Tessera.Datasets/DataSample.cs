@@ -1,4 +1,6 @@
-namespace Tessera.Data;
+using Tessera.Data;
+
+namespace Tessera.Datasets;
 
 /// <summary>One rendered training example.</summary>
 /// <param name="Word">The word drawn (uppercase).</param>

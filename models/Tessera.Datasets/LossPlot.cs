@@ -1,7 +1,8 @@
 using System.Globalization;
 using SkiaSharp;
+using Tessera.Data;
 
-namespace Tessera.Data;
+namespace Tessera.Datasets;
 
 /// <summary>Draws a loss curve (raw and smoothed, log-scale y) from a training run's loss.csv into a PNG.</summary>
 public static class LossPlot
@@ -27,7 +28,7 @@ public static class LossPlot
             left + (float)((step - x0) / Math.Max(1, x1 - x0)) * (right - left),
             bottom - (float)((Math.Log10(loss) - y0) / (y1 - y0)) * (bottom - top));
 
-        using var typeface = SKTypeface.FromStream(typeof(LossPlot).Assembly.GetManifestResourceStream("Tessera.Data.DejaVuSans-Bold.ttf")!);
+        var typeface = ShippedFont.Typeface;
         using var font = new SKFont(typeface, 11);
         using var ink = new SKPaint { Color = SKColors.Black, IsAntialias = true };
         using var axis = new SKPaint { Color = SKColors.Gray, StrokeWidth = 1, IsAntialias = true };

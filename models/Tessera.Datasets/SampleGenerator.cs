@@ -1,7 +1,7 @@
-using System.Reflection;
 using SkiaSharp;
+using Tessera.Data;
 
-namespace Tessera.Data;
+namespace Tessera.Datasets;
 
 /// <summary>
 /// Renders word images with captions, deterministically: the sample at (seed, split, index) is always the same
@@ -9,13 +9,8 @@ namespace Tessera.Data;
 /// </summary>
 public sealed class SampleGenerator
 {
-    public static readonly string[] Shapes = ["circle", "square", "triangle"];
-
-    internal static readonly Lazy<SKTypeface> Font = new(() =>
-    {
-        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("Tessera.Data.DejaVuSans-Bold.ttf")!;
-        return SKTypeface.FromStream(stream) ?? throw new InvalidOperationException("The shipped DejaVu Sans Bold font could not be loaded.");
-    });
+    /// <summary>The shapes a sample can carry (<see cref="Captions.Shapes"/>).</summary>
+    public static IReadOnlyList<string> Shapes => Captions.Shapes;
 
     /// <param name="seed">Dataset seed.</param>
     /// <param name="size">Image size in pixels (square). Default 64.</param>
@@ -43,7 +38,7 @@ public sealed class SampleGenerator
         NamedColor? shapeColor = null;
         if (rng.NextDouble() < ShapeProbability)
         {
-            shape = Shapes[rng.NextInt(Shapes.Length)];
+            shape = Captions.Shapes[rng.NextInt(Captions.Shapes.Length)];
             var candidates = Palette.Colors.Where(c => c != background && NamedColor.Contrast(c, background) >= 1.5).ToArray();
             shapeColor = candidates[rng.NextInt(candidates.Length)];
         }
@@ -57,12 +52,9 @@ public sealed class SampleGenerator
         return Render(word.ToUpperInvariant(), text, background, shape, shapeColor, ref rng);
     }
 
-    /// <summary>The caption for a sample's contents.</summary>
+    /// <summary>The caption for a sample's contents (<see cref="Captions.For"/>).</summary>
     public static string Caption(string word, NamedColor text, NamedColor background, string? shape, NamedColor? shapeColor) =>
-        $"the word \"{word}\" in {text.Name} on {Article(background.Name)} {background.Name} background" +
-        (shape is null ? "" : $" with {Article(shapeColor!.Value.Name)} {shapeColor.Value.Name} {shape}");
-
-    private static string Article(string nextWord) => "aeiou".Contains(nextWord[0]) ? "an" : "a";
+        Captions.For(word, text, background, shape, shapeColor);
 
     private DataSample Render(string word, NamedColor text, NamedColor background, string? shape, NamedColor? shapeColor, ref SplitMix64 rng)
     {

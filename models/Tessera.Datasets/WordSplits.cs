@@ -1,6 +1,7 @@
 using System.Reflection;
+using Tessera.Data;
 
-namespace Tessera.Data;
+namespace Tessera.Datasets;
 
 /// <summary>Which words a sample may use.</summary>
 public enum DataSplit
@@ -23,7 +24,7 @@ public static class WordSplits
 
     private static readonly Lazy<string[]> AllWords = new(() =>
     {
-        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("Tessera.Data.words.txt")!;
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("Tessera.Datasets.words.txt")!;
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd().Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
             .Where(l => !l.StartsWith('#')).ToArray();

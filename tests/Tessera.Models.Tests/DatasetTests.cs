@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Tessera.Data;
+using Tessera.Datasets;
 
 namespace Tessera.Models.Tests;
 
@@ -129,7 +130,7 @@ public sealed class DatasetTests
     {
         var samples = Enumerable.Range(0, 20).Select(i => new SampleGenerator(seed: 2).Sample(DataSplit.Train, i))
             .Select(s => (s, GlyphLayout.Pool(s.Layout.Mask(s.Word, 64), 64, 8).Select(c => c > 0.2f ? 1 : 0).ToArray()));
-        var table = TextPlacement.Measure(samples, 8, 4);
+        var table = TextPlacementTable.Measure(samples, 8, 4);
         Assert.IsTrue(table.CoverageByCode[1] > table.CoverageByCode[0], "cells marked as text have more text");
         Assert.AreEqual(0f, table.CoverageByCode[3], "an unused code is 0");
         var path = Path.Combine(Path.GetTempPath(), $"placement-{Guid.NewGuid():N}.json");

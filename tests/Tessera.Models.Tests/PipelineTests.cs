@@ -1,5 +1,6 @@
 using Tessera.Abstractions;
 using Tessera.Data;
+using Tessera.Datasets;
 using Tessera.Data.Prompting;
 using Tessera.Engine;
 using Tessera.Pipeline;
@@ -131,8 +132,8 @@ public sealed class PipelineTests
 [TestClass]
 public sealed class TextEvaluationTests
 {
-    private static Tessera.Pipeline.Evaluation.Ocr RequireOcr() =>
-        Tessera.Pipeline.Evaluation.Ocr.Find(out var why) ?? throw new AssertInconclusiveException(why ?? "tesseract is not installed");
+    private static Tessera.Evaluation.Ocr RequireOcr() =>
+        Tessera.Evaluation.Ocr.Find(out var why) ?? throw new AssertInconclusiveException(why ?? "tesseract is not installed");
 
     [TestMethod]
     public void OcrReadsGroundTruthRendersAndEditDistanceIsNormalised()
@@ -141,9 +142,9 @@ public sealed class TextEvaluationTests
         var data = new SampleGenerator(0, shapeProbability: 0);
         var moon = data.Render("MOON", Palette.Colors.Single(c => c.Name == "black"), Palette.Colors.Single(c => c.Name == "white"));
         Assert.AreEqual("MOON", ocr.Read(moon.Rgb, moon.Size));
-        Assert.AreEqual(0.0, Tessera.Pipeline.Evaluation.Ocr.NormalizedEditDistance("MOON", "MOON"));
-        Assert.AreEqual(0.25, Tessera.Pipeline.Evaluation.Ocr.NormalizedEditDistance("MOON", "MOAN"));
-        Assert.AreEqual(1.0, Tessera.Pipeline.Evaluation.Ocr.NormalizedEditDistance("", "CAT"));
+        Assert.AreEqual(0.0, Tessera.Evaluation.Ocr.NormalizedEditDistance("MOON", "MOON"));
+        Assert.AreEqual(0.25, Tessera.Evaluation.Ocr.NormalizedEditDistance("MOON", "MOAN"));
+        Assert.AreEqual(1.0, Tessera.Evaluation.Ocr.NormalizedEditDistance("", "CAT"));
     }
 
     [TestMethod]
@@ -158,7 +159,7 @@ public sealed class TextEvaluationTests
             o.PluginDirectories.Add(Path.Combine(AppContext.BaseDirectory, "fixtures", "cpu"));
             using var engine = new TesseraEngine(o);
             using var generator = new ImageGenerator(engine, package, "cpu:0", "cpu:0");
-            var (seen, unseen, cases) = Tessera.Pipeline.Evaluation.TextEvaluation.Run(generator, ocr, 4, 0, steps: 2);
+            var (seen, unseen, cases) = Tessera.Evaluation.TextEvaluation.Run(generator, ocr, 4, 0, steps: 2);
             Assert.AreEqual(2, seen.Count);
             Assert.AreEqual(2, unseen.Count);
             Assert.IsTrue(cases.Where(c => !c.Seen).All(c => WordSplits.Unseen.Contains(c.Word)));

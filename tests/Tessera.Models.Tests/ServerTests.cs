@@ -6,6 +6,7 @@ using Tessera.Engine;
 using Tessera.Pipeline;
 using Tessera.Pipeline.Batching;
 using Tessera.Server;
+using Tessera.Datasets;
 
 namespace Tessera.Models.Tests;
 
@@ -161,7 +162,7 @@ public sealed class ServerTests
         Assert.AreEqual(HttpStatusCode.OK, (await s.Client.GetAsync("health")).StatusCode, "health needs no key");
         s.Client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "k3y");
 
-        var source = new Tessera.Data.SampleGenerator(seed: 3).Sample(Tessera.Data.DataSplit.Validation, 0);
+        var source = new Tessera.Datasets.SampleGenerator(seed: 3).Sample(Tessera.Datasets.DataSplit.Validation, 0);
         using var form = new MultipartFormDataContent
         {
             { new ByteArrayContent(Tessera.Data.ImageFiles.EncodePng(source.Rgb, 64, 64)) { Headers = { ContentType = new MediaTypeHeaderValue("image/png") } }, "image", "source.png" },
