@@ -5,7 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Tessera.Pipeline;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Server.Tests;
 
 /// <summary>
 /// The web page at / driven in headless Chromium through the DevTools protocol: type a prompt, press Generate,

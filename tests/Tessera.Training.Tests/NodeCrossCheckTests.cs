@@ -3,9 +3,10 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Tessera.Export;
+using Tessera.TinyPackages;
 using static TorchSharp.torch;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Training.Tests;
 
 /// <summary>
 /// Exported files load in a second ONNX Runtime client (npm onnxruntime-node, pinned in tools/ort-node-check and
@@ -32,7 +33,7 @@ public sealed class NodeCrossCheckTests
         var dir = Path.Combine(Path.GetTempPath(), "tessera-tests", "node-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var model = TinyPackage.Create(Path.Combine(dir, "model"), seed: 8);
+            var model = TinyPackageWriter.Write(Path.Combine(dir, "model"), seed: 8);
             manual_seed(3);
             var cases = new Dictionary<string, Dictionary<string, Tensor>>
             {

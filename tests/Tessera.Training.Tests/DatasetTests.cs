@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using Tessera.Data;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Training.Tests;
 
 [TestClass]
 public sealed class DatasetTests

@@ -7,7 +7,7 @@ using Tessera.Pipeline;
 using Tessera.Pipeline.Batching;
 using Tessera.Server;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Server.Tests;
 
 /// <summary>`tessera serve` in-process on a loopback port, on the shipped default model.</summary>
 [TestClass]

@@ -2,7 +2,7 @@ using Tessera.Engine;
 using Tessera.Pipeline;
 using Tessera.Pipeline.Batching;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Pipeline.Tests;
 
 /// <summary>Continuous batching on the shipped default model: batched requests get what they get alone.</summary>
 [TestClass]
