@@ -62,7 +62,7 @@ public sealed class WebPageTests
     public async Task ThePageGeneratesAnImageWithProgressInHeadlessChromium()
     {
         if (!File.Exists(Chromium)) Assert.Inconclusive($"{Chromium} is not installed (apt-get install chromium; .ci/run installs it).");
-        await using var s = await ServerTests.Running.Start();
+        await using var s = await ServerTests.Running.StartOnSocket();
         var profile = Directory.CreateTempSubdirectory("tessera-chromium-");
         var psi = new ProcessStartInfo(Chromium) { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
