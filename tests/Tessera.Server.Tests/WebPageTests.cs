@@ -1,62 +1,17 @@
-using System.Diagnostics;
-using System.Net.WebSockets;
-using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
+using PuppeteerSharp;
 using Tessera.Pipeline;
 
 namespace Tessera.Server.Tests;
 
 /// <summary>
-/// The web page at / driven in headless Chromium through the DevTools protocol: type a prompt, press Generate,
+/// The web page at / in Debian's headless chromium, driven through PuppeteerSharp: type a prompt, press Generate,
 /// watch the progress bar, and check the image against the API's bytes for the same seed.
 /// </summary>
 [TestClass]
 public sealed class WebPageTests
 {
     private const string Chromium = "/usr/bin/chromium";
-
-    /// <summary>A minimal DevTools-protocol client: one page, Runtime.evaluate.</summary>
-    private sealed class DevTools : IAsyncDisposable
-    {
-        private readonly ClientWebSocket _socket = new();
-        private int _id;
-
-        public static async Task<DevTools> Connect(Uri page)
-        {
-            var d = new DevTools();
-            await d._socket.ConnectAsync(page, CancellationToken.None);
-            return d;
-        }
-
-        public async Task<JsonNode?> Evaluate(string expression)
-        {
-            int id = ++_id;
-            var message = new JsonObject
-            {
-                ["id"] = id, ["method"] = "Runtime.evaluate",
-                ["params"] = new JsonObject { ["expression"] = expression, ["returnByValue"] = true, ["awaitPromise"] = true },
-            };
-            await _socket.SendAsync(Encoding.UTF8.GetBytes(message.ToJsonString()), WebSocketMessageType.Text, true, CancellationToken.None);
-            var buffer = new byte[1 << 20];
-            while (true)
-            {
-                using var ms = new MemoryStream();
-                WebSocketReceiveResult r;
-                do { r = await _socket.ReceiveAsync(buffer, CancellationToken.None); ms.Write(buffer, 0, r.Count); } while (!r.EndOfMessage);
-                var reply = JsonNode.Parse(ms.ToArray())!;
-                if (reply["id"]?.GetValue<int>() != id) continue; // an event
-                if (reply["result"]?["exceptionDetails"] is { } ex) throw new InvalidOperationException($"page script failed: {ex.ToJsonString()}");
-                return reply["result"]?["result"]?["value"];
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            try { await _socket.CloseAsync(WebSocketCloseStatus.NormalClosure, "", CancellationToken.None); } catch (WebSocketException) { }
-            _socket.Dispose();
-        }
-    }
+    private const string Prompt = "the word \"MOON\" in red on a yellow background";
 
     [TestMethod]
     public async Task ThePageGeneratesAnImageWithProgressInHeadlessChromium()
@@ -64,68 +19,51 @@ public sealed class WebPageTests
         if (!File.Exists(Chromium)) Assert.Inconclusive($"{Chromium} is not installed (apt-get install chromium; .ci/run installs it).");
         await using var s = await ServerTests.Running.StartOnSocket();
         var profile = Directory.CreateTempSubdirectory("tessera-chromium-");
-        var psi = new ProcessStartInfo(Chromium) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", $"--user-data-dir={profile.FullName}", "--remote-debugging-port=0", s.Server.BaseAddress.ToString() })
-            psi.ArgumentList.Add(a);
-        using var browser = Process.Start(psi)!;
         try
         {
-            // "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/<id>"
-            string? line;
-            Uri? devtools = null;
-            var until = DateTime.UtcNow.AddSeconds(30);
-            while (devtools is null && DateTime.UtcNow < until && (line = await browser.StandardError.ReadLineAsync()) is not null)
-                if (line.Contains("DevTools listening on ")) devtools = new Uri(line[(line.IndexOf("ws://", StringComparison.Ordinal))..].Trim());
-            Assert.IsNotNull(devtools, "Chromium printed its DevTools address");
-            _ = browser.StandardError.ReadToEndAsync();
-            using var http = new HttpClient();
-            JsonArray targets;
-            var deadline = DateTime.UtcNow.AddSeconds(20);
-            do
+            // Debian's chromium, never a downloaded browser.
+            await using var browser = await Puppeteer.LaunchAsync(new LaunchOptions
             {
-                targets = JsonNode.Parse(await http.GetStringAsync($"http://{devtools.Authority}/json/list"))!.AsArray();
-                if (targets.Any(t => t!["type"]!.GetValue<string>() == "page" && t["url"]!.GetValue<string>().StartsWith(s.Server.BaseAddress.ToString()))) break;
-                await Task.Delay(100);
-            } while (DateTime.UtcNow < deadline);
-            var page = targets.FirstOrDefault(t => t!["type"]!.GetValue<string>() == "page" && t["url"]!.GetValue<string>().StartsWith(s.Server.BaseAddress.ToString()))
-                ?? targets.First(t => t!["type"]!.GetValue<string>() == "page");
-            await using var tab = await DevTools.Connect(new Uri(page!["webSocketDebuggerUrl"]!.GetValue<string>()));
+                ExecutablePath = Chromium, Headless = true, UserDataDir = profile.FullName, Timeout = 60_000,
+                Args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            });
+            await using var page = await browser.NewPageAsync();
+            page.DefaultTimeout = 60_000;
+            await page.GoToAsync(s.Server.BaseAddress.ToString(), WaitUntilNavigation.Load);
+            await page.WaitForSelectorAsync("#generate");
 
-            // Wait for the page, then use it as a person would.
-            if ((await tab.Evaluate("location.href"))?.GetValue<string>() != s.Server.BaseAddress.ToString())
-                await tab.Evaluate($"location.href = '{s.Server.BaseAddress}'; true");
-            for (int i = 0; i < 200 && (await tab.Evaluate("document.readyState === 'complete' && !!document.getElementById('generate')"))?.GetValue<bool>() != true; i++) await Task.Delay(100);
-            const string prompt = "the word \\\"MOON\\\" in red on a yellow background";
-            await tab.Evaluate($"document.getElementById('prompt').value = \"{prompt}\"; document.getElementById('seed').value = '11'; document.getElementById('generate').click(); true");
-            var progressSeen = new HashSet<double>();
-            string state = "";
-            var stop = DateTime.UtcNow.AddSeconds(60);
-            while (DateTime.UtcNow < stop)
-            {
-                var snapshot = await tab.Evaluate("({ state: document.body.dataset.state || '', progress: document.getElementById('progress').value })");
-                state = snapshot!["state"]!.GetValue<string>();
-                progressSeen.Add(snapshot["progress"]!.GetValue<double>());
-                if (state is "done" or "error") break;
-                await Task.Delay(20);
-            }
-            var result = (await tab.Evaluate(
-                "new Promise(r => { const img = document.getElementById('result'); const go = () => r({ src: img.src, width: img.naturalWidth, height: img.naturalHeight, status: document.getElementById('status').textContent }); img.complete ? go() : img.onload = go; })"))!;
-            Assert.AreEqual("done", state, result["status"]?.GetValue<string>());
-            Assert.AreEqual(64, result["width"]!.GetValue<int>());
-            Assert.AreEqual(64, result["height"]!.GetValue<int>());
-            StringAssert.StartsWith(result["status"]!.GetValue<string>(), "done: seed 11");
-            Assert.IsTrue(progressSeen.Any(p => p > 0 && p < 100), $"the progress bar moved: {string.Join(", ", progressSeen.Order())}");
+            // Every value the page gives the progress bar, recorded as it is set rather than sampled.
+            await page.EvaluateExpressionAsync("""
+                (() => {
+                  const bar = document.getElementById('progress');
+                  const value = Object.getOwnPropertyDescriptor(HTMLProgressElement.prototype, 'value');
+                  window.progressSeen = [];
+                  Object.defineProperty(bar, 'value', { get() { return value.get.call(this); }, set(v) { window.progressSeen.push(Number(v)); value.set.call(this, v); } });
+                })()
+                """);
 
-            var src = result["src"]!.GetValue<string>();
+            // Use the page as a person would: type the prompt and the seed, click Generate.
+            await page.EvaluateExpressionAsync("document.getElementById('prompt').value = ''; document.getElementById('seed').value = ''");
+            await page.TypeAsync("#prompt", Prompt);
+            await page.TypeAsync("#seed", "11");
+            await page.ClickAsync("#generate");
+            await page.WaitForFunctionAsync("() => ['done', 'error'].includes(document.body.dataset.state)");
+            var status = await page.EvaluateExpressionAsync<string>("document.getElementById('status').textContent");
+            Assert.AreEqual("done", await page.EvaluateExpressionAsync<string>("document.body.dataset.state"), status);
+            await page.WaitForFunctionAsync("() => { const img = document.getElementById('result'); return img.complete && img.naturalWidth > 0; }");
+            Assert.AreEqual(64, await page.EvaluateExpressionAsync<int>("document.getElementById('result').naturalWidth"));
+            Assert.AreEqual(64, await page.EvaluateExpressionAsync<int>("document.getElementById('result').naturalHeight"));
+            StringAssert.StartsWith(status, "done: seed 11");
+            var progressSeen = await page.EvaluateExpressionAsync<double[]>("window.progressSeen");
+            Assert.IsTrue(progressSeen.Any(p => p > 0 && p < 100), $"the progress bar moved: {string.Join(", ", progressSeen)}");
+
+            var src = await page.EvaluateExpressionAsync<string>("document.getElementById('result').src");
             var png = Convert.FromBase64String(src["data:image/png;base64,".Length..]);
-            CollectionAssert.AreEqual(s.Batching.Generator.Generate(new GenerationRequest("the word \"MOON\" in red on a yellow background") { Seed = 11 }).Png, png,
+            CollectionAssert.AreEqual(s.Batching.Generator.Generate(new GenerationRequest(Prompt) { Seed = 11 }).Png, png,
                 "the page shows the same image the API makes for that seed");
         }
         finally
         {
-            try { browser.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            browser.WaitForExit(5000);
             try { profile.Delete(recursive: true); } catch (IOException) { }
         }
     }
