@@ -5,6 +5,7 @@ using Tessera.Data;
 using Tessera.Engine;
 using Tessera.Pipeline;
 using Tessera.Pipeline.Batching;
+using Tessera.TestSupport;
 using Tessera.Tests.Corpus;
 
 namespace Tessera.Pipeline.Tests;
@@ -29,21 +30,10 @@ public sealed class HostileCorpusApiTests
     [TestCleanup]
     public void Cleanup() => Directory.Delete(_temp, recursive: true);
 
-    private static string RepoRoot
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
-            return dir!.FullName;
-        }
-    }
-
-    private static string Corpus => Path.Combine(RepoRoot, "tests", "corpus", "hostile");
+    private static string Corpus => HostileCorpus.Root;
     private static string DefaultModel => ModelPackage.DefaultDirectory();
 
-    private static List<JsonElement> Cases(string kind) =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Corpus, kind, "cases.json"))).RootElement.EnumerateArray().Select(e => e.Clone()).ToList();
+    private static List<JsonElement> Cases(string kind) => HostileCorpus.Cases(kind);
 
     private static void AssertOneLine(Exception e, string expected, string what)
     {

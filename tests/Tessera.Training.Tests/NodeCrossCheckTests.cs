@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Tessera.Export;
+using Tessera.TestSupport;
 using Tessera.TinyPackages;
 using static TorchSharp.torch;
 
@@ -15,15 +16,7 @@ namespace Tessera.Training.Tests;
 [TestClass]
 public sealed class NodeCrossCheckTests
 {
-    private static string ToolDir
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
-            return Path.Combine(dir!.FullName, "tools", "ort-node-check");
-        }
-    }
+    private static string ToolDir => Path.Combine(TestPaths.RepoRoot, "tools", "ort-node-check");
 
     [TestMethod]
     public void ExportedModelsGiveTheSameOutputsInOnnxRuntimeNode()
