@@ -187,6 +187,8 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
 
     public BatchingOptions Options { get; }
     public BatchingMetrics Metrics { get; } = new();
+    /// <summary>Test hook: while reset, the AR stage waits before taking queued requests into its next step, so a test can queue several and start them as one batch.</summary>
+    internal ManualResetEventSlim ArStart { get; } = new(initialState: true);
     public ImageGenerator Generator => _generator;
     ModelPackage IImageQueue.Package => _generator.Package;
     string IImageQueue.ArPlacement => _generator.ArDevice.ToString();
@@ -229,6 +231,7 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                     _arSignal.Wait(_stop.Token);
                     if (Options.Window > TimeSpan.Zero) Thread.Sleep(Options.Window); // let simultaneous requests join the first step
                 }
+                ArStart.Wait(_stop.Token);
                 while (active.Count < Options.MaxArBatch && _queue.TryDequeue(out var w))
                 {
                     Interlocked.Decrement(ref Metrics.QueueDepthNow);

@@ -3,7 +3,7 @@ using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Tessera.Pipeline;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Pipeline.Tests;
 
 /// <summary>Tessera behind Microsoft.Extensions.AI's IImageGenerator, resolved from DI after AddTessera.</summary>
 [TestClass]

@@ -1,7 +1,7 @@
 using Tessera.Pipeline;
 using Tessera.Pipeline.Sampling;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Pipeline.Tests;
 
 /// <summary>
 /// The decoder's flow-matching samplers on a velocity field with a known answer: data x₀ ~ N(μ, s²) per dimension and

@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using Tessera.Data;
 using Tessera.Datasets;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Training.Tests;
 
 [TestClass]
 public sealed class DatasetTests

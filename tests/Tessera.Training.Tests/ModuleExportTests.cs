@@ -6,9 +6,10 @@ using Tessera.Models.Layers;
 using Tessera.Models.Vq;
 using Tessera.Onnx;
 using TorchSharp;
+using Ar = Tessera.Models.Ar;
 using static TorchSharp.torch;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Training.Tests;
 
 /// <summary>Each mapped module, exported alone and run in ONNX Runtime, against TorchSharp on random inputs.</summary>
 [TestClass]

@@ -5,7 +5,7 @@ using Tessera.Models.Dit;
 using Tessera.Models.Layers;
 using static TorchSharp.torch;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Training.Tests;
 
 [TestClass]
 public sealed class NetworkTests

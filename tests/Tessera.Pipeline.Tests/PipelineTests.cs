@@ -5,7 +5,7 @@ using Tessera.Data.Prompting;
 using Tessera.Engine;
 using Tessera.Pipeline;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Pipeline.Tests;
 
 [TestClass]
 public sealed class PipelineTests

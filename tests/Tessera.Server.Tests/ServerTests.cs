@@ -5,12 +5,19 @@ using System.Text.Json;
 using Tessera.Engine;
 using Tessera.Pipeline;
 using Tessera.Pipeline.Batching;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
 using Tessera.Server;
 using Tessera.Datasets;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Server.Tests;
 
-/// <summary>`tessera serve` in-process on a loopback port, on the shipped default model.</summary>
+/// <summary>
+/// `tessera serve` in-process on the shipped default model: in memory (TestHost) unless the socket matters (a client
+/// that disconnects), with a gate that holds a stage so that timeouts and full queues happen on cue, not on CPU speed.
+/// </summary>
 [TestClass]
 public sealed class ServerTests
 {
@@ -22,25 +29,43 @@ public sealed class ServerTests
         private readonly TesseraEngine _engine;
         private readonly ImageGenerator _generator;
         public BatchingGenerator Batching { get; }
+        /// <summary>Between the server and the batching generator when started gated; null otherwise.</summary>
+        public StageGate? Gate { get; }
         public TesseraServer Server { get; private set; } = null!;
-        public HttpClient Client { get; }
+        public HttpClient Client { get; private set; } = null!;
 
-        private Running(TesseraEngine engine, ImageGenerator generator, BatchingGenerator batching)
+        private Running(TesseraEngine engine, ImageGenerator generator, BatchingGenerator batching, StageGate? gate)
         {
-            _engine = engine; _generator = generator; Batching = batching;
-            Client = new HttpClient { Timeout = TimeSpan.FromMinutes(3) };
+            _engine = engine; _generator = generator; Batching = batching; Gate = gate;
         }
 
-        public static async Task<Running> Start(ServerOptions? options = null)
+        /// <summary>On an in-memory TestServer: no socket, the same app.</summary>
+        public static Task<Running> Start(ServerOptions? options = null, bool gated = false) => Start(options, gated, inMemory: true);
+
+        /// <summary>On Kestrel on a free loopback port, for what needs a real connection (disconnects, a browser).</summary>
+        public static Task<Running> StartOnSocket(ServerOptions? options = null, bool gated = false) => Start(options, gated, inMemory: false);
+
+        private static async Task<Running> Start(ServerOptions? options, bool gated, bool inMemory)
         {
             options ??= new ServerOptions();
             var o = new EngineOptions { UseDefaultPluginDirectory = false, UseEnvironmentPluginPath = false, CacheDirectory = Path.Combine(Path.GetTempPath(), "tessera-tests", "server-cache") };
             o.PluginDirectories.Add(Path.Combine(AppContext.BaseDirectory, "fixtures", "cpu"));
             var engine = new TesseraEngine(o);
             var generator = new ImageGenerator(engine, ModelPackage.Open(ModelPackage.DefaultDirectory()), "cpu:0", "cpu:0");
-            var running = new Running(engine, generator, new BatchingGenerator(generator, options.Batching));
-            running.Server = await TesseraServer.StartAsync(running.Batching, options with { Port = 0 });
-            running.Client.BaseAddress = running.Server.BaseAddress;
+            var batching = new BatchingGenerator(generator, options.Batching);
+            var running = new Running(engine, generator, batching, gated ? new StageGate(batching) : null);
+            IImageQueue queue = running.Gate is null ? batching : running.Gate;
+            if (inMemory)
+            {
+                running.Server = await TesseraServer.StartAsync(queue, options with { Port = 0 }, log: null, configure: b => b.WebHost.UseTestServer());
+                running.Client = ((TestServer)running.Server.Services.GetRequiredService<IServer>()).CreateClient();
+            }
+            else
+            {
+                running.Server = await TesseraServer.StartAsync(queue, options with { Port = 0 });
+                running.Client = new HttpClient { BaseAddress = running.Server.BaseAddress };
+            }
+            running.Client.Timeout = TimeSpan.FromMinutes(3);
             return running;
         }
 
@@ -49,6 +74,7 @@ public sealed class ServerTests
 
         public async ValueTask DisposeAsync()
         {
+            Gate?.Open();
             Client.Dispose();
             await Server.DisposeAsync();
             Batching.Dispose();
@@ -89,6 +115,8 @@ public sealed class ServerTests
         StringAssert.Contains(metrics, "tessera_images_total{outcome=\"completed\"} 2", "of two images");
         StringAssert.Contains(metrics, "tessera_stage_latency_seconds_count{stage=\"decoder\"} 2");
         StringAssert.Contains(metrics, "tessera_ar_tokens_per_second");
+        StringAssert.Contains(metrics, "tessera_ar_batch_size_bucket{le=\"1\"} ", "the batch-size histogram with its buckets");
+        StringAssert.Contains(metrics, "tessera_queue_depth 0", "the queue is empty again");
     }
 
     [TestMethod]
@@ -124,12 +152,18 @@ public sealed class ServerTests
     [TestMethod]
     public async Task AFullQueueAnswers429WithRetryAfterAndTheServerKeepsServing()
     {
-        await using var s = await Running.Start(new ServerOptions { MaxN = 1, Batching = BatchingOptions.Off with { QueueCapacity = 1 } });
-        var body = $"{{\"prompt\": {JsonSerializer.Serialize(Prompt)}, \"steps\": 30}}";
-        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => s.Generate(body)));
-        var refused = responses.Where(r => r.StatusCode == HttpStatusCode.TooManyRequests).ToList();
-        Assert.IsTrue(refused.Count >= 1, $"statuses: {string.Join(", ", responses.Select(r => (int)r.StatusCode))}");
-        Assert.IsTrue(responses.Any(r => r.StatusCode == HttpStatusCode.OK));
+        await using var s = await Running.Start(new ServerOptions { MaxN = 1, Batching = BatchingOptions.Off with { QueueCapacity = 1 } }, gated: true);
+        var body = $"{{\"prompt\": {JsonSerializer.Serialize(Prompt)}, \"steps\": 2}}";
+        // One request held in the AR stage and one in the only queue slot: the queue is full until the gate opens.
+        var running = s.Generate(body);
+        await s.Gate!.WaitUntilHeld();
+        var queued = s.Generate(body);
+        await WaitFor(() => s.Batching.Metrics.QueueDepth == 1, "the second request to take the queue slot");
+        var refused = (await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => s.Generate(body)))).ToList();
+        s.Gate.Open();
+        var responses = refused.Concat(await Task.WhenAll(running, queued)).ToList();
+        Assert.IsTrue(refused.All(r => r.StatusCode == HttpStatusCode.TooManyRequests), $"statuses: {string.Join(", ", responses.Select(r => (int)r.StatusCode))}");
+        Assert.IsTrue(responses.Count(r => r.StatusCode == HttpStatusCode.OK) == 2, "the held and the queued request finish");
         Assert.IsNotNull(refused[0].Headers.RetryAfter?.Delta, "Retry-After is set");
         StringAssert.Contains((await Json(refused[0])).GetProperty("error").GetProperty("message").GetString(), "retry in");
         await AssertStillServes(s);
@@ -138,20 +172,35 @@ public sealed class ServerTests
     [TestMethod]
     public async Task AClientThatDisconnectsCancelsItsWorkAndATimeoutAnswers504()
     {
-        await using var s = await Running.Start(new ServerOptions { RequestTimeout = TimeSpan.FromSeconds(2) });
-        using (var gone = new CancellationTokenSource(TimeSpan.FromMilliseconds(400)))
+        // A real socket: the server learns of the disconnect from the connection closing.
+        await using var s = await Running.StartOnSocket(new ServerOptions { RequestTimeout = TimeSpan.FromSeconds(2) }, gated: true);
+        using (var gone = new CancellationTokenSource())
         {
-            await Assert.ThrowsAsync<TaskCanceledException>(() => s.Generate($"{{\"prompt\": {JsonSerializer.Serialize(Prompt)}, \"steps\": 200}}", gone.Token));
+            var abandoned = s.Generate($"{{\"prompt\": {JsonSerializer.Serialize(Prompt)}, \"steps\": 2}}", gone.Token);
+            await s.Gate!.WaitUntilHeld(); // the request is inside the AR stage, held there
+            gone.Cancel();
+            await Assert.ThrowsAsync<TaskCanceledException>(() => abandoned);
         }
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (s.Batching.Metrics.Cancelled == 0 && DateTime.UtcNow < deadline) await Task.Delay(50);
-        Assert.AreEqual(1, s.Batching.Metrics.Cancelled, "the abandoned request was cancelled");
+        await WaitFor(() => s.Batching.Metrics.Cancelled == 1, "the abandoned request to be cancelled");
         Assert.AreEqual(0, s.Batching.Metrics.Completed, "and not finished");
 
-        var slow = await s.Generate($"{{\"prompt\": {JsonSerializer.Serialize(Prompt)}, \"steps\": 200, \"n\": 4}}");
+        // Held until the 2 s timeout cancels it, however fast the machine is.
+        var slow = await s.Generate($"{{\"prompt\": {JsonSerializer.Serialize(Prompt)}, \"steps\": 2, \"n\": 4}}");
         Assert.AreEqual(HttpStatusCode.GatewayTimeout, slow.StatusCode);
         StringAssert.Contains((await Json(slow)).GetProperty("error").GetProperty("message").GetString(), "did not finish within 2 s");
+        s.Gate.Open();
         await AssertStillServes(s);
+    }
+
+    /// <summary>Waits for a condition that the code under test makes true soon; the deadline only bounds a failure.</summary>
+    private static async Task WaitFor(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) Assert.Fail($"timed out waiting for {what}");
+            await Task.Delay(10);
+        }
     }
 
     [TestMethod]

@@ -3,16 +3,17 @@ using System.Text.Json;
 using Tessera.Abstractions;
 using Tessera.Data;
 using Tessera.Engine;
-using Tessera.Models.Training;
 using Tessera.Pipeline;
 using Tessera.Pipeline.Batching;
+using Tessera.TestSupport;
 using Tessera.Tests.Corpus;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Pipeline.Tests;
 
 /// <summary>
 /// The bad-input corpus (tests/corpus/hostile) through the C# API: each case is a typed exception whose message
-/// names the problem on one line, thrown before anything large is allocated.
+/// names the problem on one line, thrown before anything large is allocated. (Training checkpoints:
+/// tests/Tessera.Training.Tests/HostileCorpusTrainingTests.cs.)
 /// </summary>
 [TestClass]
 public sealed class HostileCorpusApiTests
@@ -29,21 +30,10 @@ public sealed class HostileCorpusApiTests
     [TestCleanup]
     public void Cleanup() => Directory.Delete(_temp, recursive: true);
 
-    private static string RepoRoot
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
-            return dir!.FullName;
-        }
-    }
-
-    private static string Corpus => Path.Combine(RepoRoot, "tests", "corpus", "hostile");
+    private static string Corpus => HostileCorpus.Root;
     private static string DefaultModel => ModelPackage.DefaultDirectory();
 
-    private static List<JsonElement> Cases(string kind) =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Corpus, kind, "cases.json"))).RootElement.EnumerateArray().Select(e => e.Clone()).ToList();
+    private static List<JsonElement> Cases(string kind) => HostileCorpus.Cases(kind);
 
     private static void AssertOneLine(Exception e, string expected, string what)
     {
@@ -159,19 +149,6 @@ public sealed class HostileCorpusApiTests
             var e = Assert.ThrowsExactly<ModelLoadException>(() => { using var _ = engine.Compile(ModelSource.FromFile(file), "cpu:0"); }, file);
             StringAssert.Contains(e.Message, file);
         }
-    }
-
-    [TestMethod]
-    public void EveryCorpusCheckpointIsACheckpointExceptionNamingTheFile()
-    {
-        foreach (var c in Cases("checkpoints"))
-        {
-            var file = Path.Combine(Corpus, "checkpoints", c.GetProperty("file").GetString()!);
-            var e = Assert.ThrowsExactly<TrainingCheckpointException>(() => Checkpoint.Load(file), file);
-            AssertOneLine(e, c.GetProperty("contains").GetString()!, file);
-            StringAssert.Contains(e.Message, file);
-        }
-        StringAssert.Contains(Assert.ThrowsExactly<TrainingCheckpointException>(() => Checkpoint.Load("/dev/zero")).Message, "not a regular file");
     }
 
     [TestMethod]

@@ -2,6 +2,7 @@ using Tessera.Models.Export;
 using System.Text.Json;
 using Tessera.Data.Prompting;
 using Tessera.Export;
+using Tessera.Models;
 using Tessera.Models.Ar;
 using Tessera.Models.Dit;
 using Tessera.Models.Vq;
@@ -9,12 +10,13 @@ using Tessera.Onnx;
 using Tessera.Pipeline;
 using static TorchSharp.torch;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.TinyPackages;
 
 /// <summary>A complete model package with small random-weight networks, made with the real exporter.</summary>
-internal static class TinyPackage
+public static class TinyPackageWriter
 {
-    public static string Create(string dir, int seed = 0, bool glyphImage = false)
+    /// <summary>Writes the package for <paramref name="seed"/> into <paramref name="dir"/>; the same seed gives the same files.</summary>
+    public static string Write(string dir, int seed = 0, bool glyphImage = false)
     {
         Directory.CreateDirectory(dir);
         manual_seed(seed);

@@ -2,7 +2,7 @@ using Tessera.Models.Training;
 using Tessera.Models.Vq;
 using static TorchSharp.torch;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Training.Tests;
 
 [TestClass]
 public sealed class TrainingTests

@@ -2,7 +2,7 @@ using Tessera.Engine;
 using Tessera.Pipeline;
 using Tessera.Pipeline.Sampling;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Pipeline.Tests;
 
 /// <summary>The samplers and the CFG choice through the shipped model's real decoder on the CPU plugin.</summary>
 [TestClass]

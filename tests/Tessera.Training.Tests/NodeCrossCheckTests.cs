@@ -3,9 +3,11 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Tessera.Export;
+using Tessera.TestSupport;
+using Tessera.TinyPackages;
 using static TorchSharp.torch;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Training.Tests;
 
 /// <summary>
 /// Exported files load in a second ONNX Runtime client (npm onnxruntime-node, pinned in tools/ort-node-check and
@@ -14,15 +16,7 @@ namespace Tessera.Models.Tests;
 [TestClass]
 public sealed class NodeCrossCheckTests
 {
-    private static string ToolDir
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
-            return Path.Combine(dir!.FullName, "tools", "ort-node-check");
-        }
-    }
+    private static string ToolDir => Path.Combine(TestPaths.RepoRoot, "tools", "ort-node-check");
 
     [TestMethod]
     public void ExportedModelsGiveTheSameOutputsInOnnxRuntimeNode()
@@ -32,7 +26,7 @@ public sealed class NodeCrossCheckTests
         var dir = Path.Combine(Path.GetTempPath(), "tessera-tests", "node-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var model = TinyPackage.Create(Path.Combine(dir, "model"), seed: 8);
+            var model = TinyPackageWriter.Write(Path.Combine(dir, "model"), seed: 8);
             manual_seed(3);
             var cases = new Dictionary<string, Dictionary<string, Tensor>>
             {

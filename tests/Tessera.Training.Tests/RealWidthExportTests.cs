@@ -3,7 +3,7 @@ using Tessera.Export;
 using Tessera.Models.Ar;
 using static TorchSharp.torch;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Training.Tests;
 
 [TestClass]
 public sealed class RealWidthExportTests

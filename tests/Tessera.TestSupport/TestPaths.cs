@@ -1,10 +1,10 @@
 using System.Reflection;
 using Tessera.Engine;
 
-namespace Tessera.Engine.Tests;
+namespace Tessera.TestSupport;
 
 /// <summary>Where the deployed fixture plugins, the repo and the built CLI are; and engines over chosen plugin folders.</summary>
-internal static class TestPaths
+public static class TestPaths
 {
     public static string Fixtures => Path.Combine(AppContext.BaseDirectory, "fixtures");
 

@@ -6,7 +6,7 @@ using System.Text;
 using System.Text.Json;
 using Tessera.Tests.Corpus;
 
-namespace Tessera.Engine.Tests;
+namespace Tessera.Server.Tests;
 
 /// <summary>
 /// `tessera serve` as a separate process (so its memory is its own) on the shipped model, fed the hostile HTTP
@@ -149,7 +149,7 @@ public sealed class HostileServerTests
         using var server = new Server(Path.Combine(_temp, "cache"));
         var reference = await server.Image(1);
         var png = SmallPng();
-        foreach (var c in HostileCorpusCliTests.Cases("http"))
+        foreach (var c in HostileCorpus.Cases("http"))
         {
             var name = c.GetProperty("name").GetString()!;
             using var response = await server.Client.SendAsync(Request(c, png));
@@ -166,12 +166,12 @@ public sealed class HostileServerTests
             await server.AssertHealthyAndCorrect(reference, name);
         }
         // The image corpus as multipart uploads to /v1/images/edits.
-        foreach (var c in HostileCorpusCliTests.Cases("images"))
+        foreach (var c in HostileCorpus.Cases("images"))
         {
             var file = c.GetProperty("file").GetString()!;
             using var form = new MultipartFormDataContent
             {
-                { new ByteArrayContent(File.ReadAllBytes(Path.Combine(HostileCorpusCliTests.Corpus, "images", file))) { Headers = { ContentType = new MediaTypeHeaderValue("image/png") } }, "image", file },
+                { new ByteArrayContent(File.ReadAllBytes(Path.Combine(HostileCorpus.Root, "images", file))) { Headers = { ContentType = new MediaTypeHeaderValue("image/png") } }, "image", file },
                 { new StringContent(Prompt), "prompt" },
             };
             using var response = await server.Client.PostAsync("v1/images/edits", form);

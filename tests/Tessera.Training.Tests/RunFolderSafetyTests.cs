@@ -1,6 +1,6 @@
 using Tessera.Models.Training;
 
-namespace Tessera.Models.Tests;
+namespace Tessera.Training.Tests;
 
 /// <summary>Training never loses work: corrupt checkpoints, a fresh run into an old folder, orphan temporary files.</summary>
 [TestClass]
