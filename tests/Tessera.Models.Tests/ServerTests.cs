@@ -88,6 +88,8 @@ public sealed class ServerTests
         StringAssert.Contains(metrics, "tessera_images_total{outcome=\"completed\"} 2", "of two images");
         StringAssert.Contains(metrics, "tessera_stage_latency_seconds_count{stage=\"decoder\"} 2");
         StringAssert.Contains(metrics, "tessera_ar_tokens_per_second");
+        StringAssert.Contains(metrics, "tessera_ar_host_bytes_per_step{kind=\"kv_cache\"} 0\n", "the batched KV cache never crossed to the host");
+        StringAssert.Matches(metrics, new System.Text.RegularExpressions.Regex("tessera_ar_host_bytes_per_step\\{kind=\"other\"\\} [1-9]"), "ids, mask and logits did");
     }
 
     [TestMethod]

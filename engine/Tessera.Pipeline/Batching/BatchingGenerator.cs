@@ -42,6 +42,7 @@ public sealed class BatchingMetrics
     private readonly Dictionary<string, (double Sum, long Count)> _latency = new();
     private readonly SortedDictionary<int, long> _arBatchSizes = new(), _decoderBatchSizes = new();
     private double _arBusy;
+    private long _arHostBytesKv, _arHostBytesOther, _arCountedSteps;
 
     internal int QueueDepthNow;
     internal int ArActive, DecoderActive;
@@ -55,10 +56,24 @@ public sealed class BatchingMetrics
     public int LargestArBatch { get { lock (_gate) return _arBatchSizes.Count == 0 ? 0 : _arBatchSizes.Keys.Max(); } }
     public int LargestDecoderBatch { get { lock (_gate) return _decoderBatchSizes.Count == 0 ? 0 : _decoderBatchSizes.Keys.Max(); } }
 
-    internal void ArStep(int rows, double seconds)
+    internal void ArStep(int rows, double seconds, ArBatch.StepHostBytes? hostBytes = null)
     {
         Interlocked.Increment(ref _arSteps); Interlocked.Add(ref _arRows, rows); Interlocked.Add(ref _tokens, rows);
-        lock (_gate) { _arBatchSizes[rows] = _arBatchSizes.GetValueOrDefault(rows) + 1; _arBusy += seconds; }
+        lock (_gate)
+        {
+            _arBatchSizes[rows] = _arBatchSizes.GetValueOrDefault(rows) + 1; _arBusy += seconds;
+            if (hostBytes is { } b) { _arHostBytesKv += b.KvCache; _arHostBytesOther += b.Other; _arCountedSteps++; }
+        }
+    }
+
+    /// <summary>
+    /// Mean bytes copied between host and device memory per AR step (one batched decode run, with the prefills and
+    /// joins before it): of the KV cache (0: it stays on the device), or of everything else (token ids, positions,
+    /// mask, logits, row indices). Null before the first step.
+    /// </summary>
+    public double? ArHostBytesPerStep(bool kvCache)
+    {
+        lock (_gate) return _arCountedSteps == 0 ? null : (double)(kvCache ? _arHostBytesKv : _arHostBytesOther) / _arCountedSteps;
     }
 
     internal void DecoderStep(int images)
@@ -114,6 +129,8 @@ public sealed class BatchingMetrics
                 _latency.SelectMany(kv => new[] { ($"_sum{{stage=\"{kv.Key}\"}}", kv.Value.Sum), ($"_count{{stage=\"{kv.Key}\"}}", (double)kv.Value.Count) }));
             Metric("tessera_ar_tokens_total", "counter", "Visual tokens generated.", [("", Interlocked.Read(ref _tokens))]);
             Metric("tessera_ar_tokens_per_second", "gauge", "Visual tokens per second of AR compute.", [("", _arBusy > 0 ? Interlocked.Read(ref _tokens) / _arBusy : 0)]);
+            Metric("tessera_ar_host_bytes_per_step", "gauge", "Mean bytes copied between host and device memory per AR decode step: the KV cache (stays on the device) and the rest (ids, positions, mask, logits).",
+                [("{kind=\"kv_cache\"}", _arCountedSteps == 0 ? 0 : (double)_arHostBytesKv / _arCountedSteps), ("{kind=\"other\"}", _arCountedSteps == 0 ? 0 : (double)_arHostBytesOther / _arCountedSteps)]);
         }
         return w.ToString();
     }
@@ -216,7 +233,9 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                 if (active.Count == 0)
                 {
                     _arSignal.Wait(_stop.Token);
-                    if (Options.Window > TimeSpan.Zero) Thread.Sleep(Options.Window); // let simultaneous requests join the first step
+                    // Let simultaneous requests join the first step, but only when others are about: a request that
+                    // finds the whole server idle (concurrency 1) starts at once.
+                    if (Options.Window > TimeSpan.Zero && OthersInFlight()) Thread.Sleep(Options.Window);
                 }
                 while (active.Count < Options.MaxArBatch && _queue.TryDequeue(out var w))
                 {
@@ -234,19 +253,24 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                 }
                 Interlocked.Exchange(ref Metrics.ArActive, active.Count);
                 DropCancelled(active);
-                if (active.Count == 0) continue;
+                if (active.Count == 0)
+                {
+                    _ar.Clear(); // the cancelled requests' cache rows
+                    continue;
+                }
 
                 var watch = Stopwatch.StartNew();
+                ArBatch.StepHostBytes hostBytes;
                 try
                 {
-                    _ar.Step(active.Select(w => w.Sequence!).ToList());
+                    hostBytes = _ar.Step(active.Select(w => w.Sequence!).ToList());
                 }
                 catch (Exception e)
                 {
                     FailAll(active, e);
                     continue;
                 }
-                Metrics.ArStep(active.Count, watch.Elapsed.TotalSeconds);
+                Metrics.ArStep(active.Count, watch.Elapsed.TotalSeconds, hostBytes);
                 foreach (var w in active.ToList())
                 {
                     var s = w.Sequence!;
@@ -266,8 +290,13 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
         finally
         {
             foreach (var w in active) w.Result.TrySetCanceled();
+            _ar.Dispose();
         }
     }
+
+    /// <summary>Whether any request besides the one that woke the AR loop is queued or in the decoder.</summary>
+    private bool OthersInFlight() =>
+        Volatile.Read(ref Metrics.QueueDepthNow) > 1 || Volatile.Read(ref Metrics.DecoderActive) > 0 || !_toDecoder.IsEmpty;
 
     private void DecoderLoop()
     {
