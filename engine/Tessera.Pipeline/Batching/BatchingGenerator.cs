@@ -52,6 +52,9 @@ public sealed class BatchingMetrics
     public long Rejected => Interlocked.Read(ref _rejected);
     public long Cancelled => Interlocked.Read(ref _cancelled);
     public long Failed => Interlocked.Read(ref _failed);
+    /// <summary>Mean requests per AR step and images per decoder step so far (0 before the first).</summary>
+    public double MeanArBatch => Interlocked.Read(ref _arSteps) is var n and > 0 ? (double)Interlocked.Read(ref _arRows) / n : 0;
+    public double MeanDecoderBatch => Interlocked.Read(ref _decoderSteps) is var n and > 0 ? (double)Interlocked.Read(ref _decoderImages) / n : 0;
     /// <summary>Largest AR and decoder batches seen so far.</summary>
     public int LargestArBatch { get { lock (_gate) return _arBatchSizes.Count == 0 ? 0 : _arBatchSizes.Keys.Max(); } }
     public int LargestDecoderBatch { get { lock (_gate) return _decoderBatchSizes.Count == 0 ? 0 : _decoderBatchSizes.Keys.Max(); } }
