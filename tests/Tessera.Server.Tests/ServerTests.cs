@@ -117,6 +117,8 @@ public sealed class ServerTests
         StringAssert.Contains(metrics, "tessera_ar_tokens_per_second");
         StringAssert.Contains(metrics, "tessera_ar_batch_size_bucket{le=\"1\"} ", "the batch-size histogram with its buckets");
         StringAssert.Contains(metrics, "tessera_queue_depth 0", "the queue is empty again");
+        StringAssert.Matches(metrics, new System.Text.RegularExpressions.Regex("tessera_ar_host_bytes_per_step\\{kind=\"kv_cache\"\\} 0\n"), "the batched KV cache never crossed to the host");
+        StringAssert.Matches(metrics, new System.Text.RegularExpressions.Regex("tessera_ar_host_bytes_per_step\\{kind=\"other\"\\} [1-9]"), "ids, mask and logits did");
     }
 
     [TestMethod]

@@ -59,6 +59,8 @@ public sealed class BatchingMetrics : IDisposable
     private double _arBusy;
     private readonly Histogram<int> _arBatch, _decoderBatch;
     private readonly Histogram<double> _stageLatency;
+    private long _arSteps, _arRows, _decoderSteps, _decoderImages;
+    private long _arHostBytesKv, _arHostBytesOther, _arCountedSteps;
 
     internal int QueueDepthNow;
     internal int ArActive, DecoderActive;
@@ -84,6 +86,11 @@ public sealed class BatchingMetrics : IDisposable
             advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = BatchSizeBuckets });
         _stageLatency = Meter.CreateHistogram<double>("stage_latency_seconds", unit: "s", description: "Per-request time in each stage (queue, ar, decoder, total).");
         Meter.CreateObservableCounter("ar_tokens_total", () => Interlocked.Read(ref _tokens), description: "Visual tokens generated.");
+        Meter.CreateObservableGauge("ar_host_bytes_per_step", () => new[]
+        {
+            new Measurement<double>(ArHostBytesPerStep(kvCache: true) ?? 0, new KeyValuePair<string, object?>("kind", "kv_cache")),
+            new Measurement<double>(ArHostBytesPerStep(kvCache: false) ?? 0, new KeyValuePair<string, object?>("kind", "other")),
+        }, unit: "By", description: "Mean bytes copied between host and device memory per AR decode step: the KV cache (stays on the device) and the rest (ids, positions, mask, logits).");
         Meter.CreateObservableGauge("ar_tokens_per_second", () => { lock (_gate) return _arBusy > 0 ? Interlocked.Read(ref _tokens) / _arBusy : 0; },
             description: "Visual tokens per second of AR compute.");
     }
@@ -98,19 +105,37 @@ public sealed class BatchingMetrics : IDisposable
     public long Rejected => Interlocked.Read(ref _rejected);
     public long Cancelled => Interlocked.Read(ref _cancelled);
     public long Failed => Interlocked.Read(ref _failed);
+    /// <summary>Mean requests per AR step and images per decoder step so far (0 before the first).</summary>
+    public double MeanArBatch => Interlocked.Read(ref _arSteps) is var n and > 0 ? (double)Interlocked.Read(ref _arRows) / n : 0;
+    public double MeanDecoderBatch => Interlocked.Read(ref _decoderSteps) is var n and > 0 ? (double)Interlocked.Read(ref _decoderImages) / n : 0;
     /// <summary>Largest AR and decoder batches seen so far.</summary>
     public int LargestArBatch => Volatile.Read(ref _largestAr);
     public int LargestDecoderBatch => Volatile.Read(ref _largestDecoder);
 
-    internal void ArStep(int rows, double seconds)
+    internal void ArStep(int rows, double seconds, ArBatch.StepHostBytes? hostBytes = null)
     {
-        Interlocked.Add(ref _tokens, rows);
-        lock (_gate) { _largestAr = Math.Max(_largestAr, rows); _arBusy += seconds; }
+        Interlocked.Increment(ref _arSteps); Interlocked.Add(ref _arRows, rows); Interlocked.Add(ref _tokens, rows);
+        lock (_gate)
+        {
+            _largestAr = Math.Max(_largestAr, rows); _arBusy += seconds;
+            if (hostBytes is { } b) { _arHostBytesKv += b.KvCache; _arHostBytesOther += b.Other; _arCountedSteps++; }
+        }
         _arBatch.Record(rows);
+    }
+
+    /// <summary>
+    /// Mean bytes copied between host and device memory per AR step (one batched decode run, with the prefills and
+    /// joins before it): of the KV cache (0: it stays on the device), or of everything else (token ids, positions,
+    /// mask, logits, row indices). Null before the first step.
+    /// </summary>
+    public double? ArHostBytesPerStep(bool kvCache)
+    {
+        lock (_gate) return _arCountedSteps == 0 ? null : (double)(kvCache ? _arHostBytesKv : _arHostBytesOther) / _arCountedSteps;
     }
 
     internal void DecoderStep(int images)
     {
+        Interlocked.Increment(ref _decoderSteps); Interlocked.Add(ref _decoderImages, images);
         lock (_gate) _largestDecoder = Math.Max(_largestDecoder, images);
         _decoderBatch.Record(images);
     }
@@ -229,7 +254,9 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                 if (active.Count == 0)
                 {
                     _arSignal.Wait(_stop.Token);
-                    if (Options.Window > TimeSpan.Zero) Thread.Sleep(Options.Window); // let simultaneous requests join the first step
+                    // Let simultaneous requests join the first step, but only when others are about: a request that
+                    // finds the whole server idle (concurrency 1) starts at once.
+                    if (Options.Window > TimeSpan.Zero && OthersInFlight()) Thread.Sleep(Options.Window);
                 }
                 ArStart.Wait(_stop.Token);
                 while (active.Count < Options.MaxArBatch && _queue.TryDequeue(out var w))
@@ -248,19 +275,24 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                 }
                 Interlocked.Exchange(ref Metrics.ArActive, active.Count);
                 DropCancelled(active);
-                if (active.Count == 0) continue;
+                if (active.Count == 0)
+                {
+                    _ar.Clear(); // the cancelled requests' cache rows
+                    continue;
+                }
 
                 var watch = Stopwatch.StartNew();
+                ArBatch.StepHostBytes hostBytes;
                 try
                 {
-                    _ar.Step(active.Select(w => w.Sequence!).ToList());
+                    hostBytes = _ar.Step(active.Select(w => w.Sequence!).ToList());
                 }
                 catch (Exception e)
                 {
                     FailAll(active, e);
                     continue;
                 }
-                Metrics.ArStep(active.Count, watch.Elapsed.TotalSeconds);
+                Metrics.ArStep(active.Count, watch.Elapsed.TotalSeconds, hostBytes);
                 foreach (var w in active.ToList())
                 {
                     var s = w.Sequence!;
@@ -280,8 +312,13 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
         finally
         {
             foreach (var w in active) w.Result.TrySetCanceled();
+            _ar.Dispose();
         }
     }
+
+    /// <summary>Whether any request besides the one that woke the AR loop is queued or in the decoder.</summary>
+    private bool OthersInFlight() =>
+        Volatile.Read(ref Metrics.QueueDepthNow) > 1 || Volatile.Read(ref Metrics.DecoderActive) > 0 || !_toDecoder.IsEmpty;
 
     private void DecoderLoop()
     {
