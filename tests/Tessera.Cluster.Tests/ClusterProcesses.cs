@@ -119,6 +119,15 @@ public sealed class ClusterProcesses : IDisposable
         throw new AssertFailedException($"The front did not see {ar} AR and {decoder} decoder node(s) in time; last /health: {last}");
     }
 
+    /// <summary>One sample of the front's /metrics (Prometheus text), e.g. <c>tessera_requests_total{outcome="completed"}</c>.</summary>
+    public async Task<double> FrontMetricAsync(string sample)
+    {
+        var text = await Http.GetStringAsync(new Uri(Front!, "metrics"));
+        var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(sample + " ", StringComparison.Ordinal))
+            ?? throw new AssertFailedException($"the front's /metrics has no {sample}:\n{text}");
+        return double.Parse(line[(sample.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Runs the CLI once and returns its stdout (fails on a non-zero exit).</summary>
     public string RunCli(string args, TimeSpan? timeout = null)
     {
