@@ -15,6 +15,9 @@ public sealed class ClusterClient : IAsyncDisposable
 
     private ClusterClient(IHost host, ClusterConnection connection) { _host = host; Connection = connection; Client = host.Services.GetRequiredService<IClusterClient>(); }
 
+    /// <summary>How long connecting may take before it fails with "No Tessera node answered".</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(20);
+
     public ClusterConnection Connection { get; }
     public IClusterClient Client { get; }
 
@@ -32,11 +35,15 @@ public sealed class ClusterClient : IAsyncDisposable
             c.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = TimeSpan.FromSeconds(2));
         });
         var host = builder.Build();
-        try { await host.StartAsync(cancel); }
+        // Bounded: with Redis up and no node in it, Orleans' client can keep looking for a gateway for minutes.
+        using var startLimit = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        startLimit.CancelAfter(ConnectTimeout);
+        try { await host.StartAsync(startLimit.Token).WaitAsync(startLimit.Token); }
         catch (Exception e) when (e is not OperationCanceledException || !cancel.IsCancellationRequested)
         {
             host.Dispose();
-            throw new IOException($"No Tessera node answered at {connection.Text} ({(e.InnerException ?? e).Message.ReplaceLineEndings(" ")}); start one with 'tessera node --cluster {connection.Text}'.", e);
+            var why = e is OperationCanceledException ? $"none within {ConnectTimeout.TotalSeconds:0} s" : (e.InnerException ?? e).Message.ReplaceLineEndings(" ");
+            throw new IOException($"No Tessera node answered at {connection.Text} ({why}); start one with 'tessera node --cluster {connection.Text}'.", e);
         }
         return new ClusterClient(host, connection);
     }

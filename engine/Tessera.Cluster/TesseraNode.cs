@@ -20,6 +20,11 @@ public sealed record NodeOptions
     public int GatewayPort { get; init; } = 30000;
     /// <summary>The address other nodes and clients reach this one on (loopback for a one-machine cluster).</summary>
     public IPAddress Advertised { get; init; } = IPAddress.Loopback;
+    /// <summary>
+    /// Orleans' Kubernetes hosting (<see cref="KubernetesHosting"/>): the pod's name and IP instead of
+    /// <see cref="Name"/>'s silo name and <see cref="Advertised"/>; membership still in Redis.
+    /// </summary>
+    public bool Kubernetes { get; init; }
     public int MaxBatch { get; init; } = 8;
     public int QueueCapacity { get; init; } = 64;
     /// <summary>
@@ -27,7 +32,7 @@ public sealed record NodeOptions
     /// two missed probes. Null keeps Orleans' defaults (about a minute).
     /// </summary>
     public TimeSpan? MembershipTimeout { get; init; }
-    public string Name { get; init; } = $"{Environment.MachineName}-{Environment.ProcessId}";
+    public string Name { get; init; } = KubernetesHosting.PodName ?? $"{Environment.MachineName}-{Environment.ProcessId}";
 
     public void Validate()
     {
@@ -38,6 +43,8 @@ public sealed record NodeOptions
         if (GatewayPort is < 1 or > 65535 || GatewayPort == SiloPort) throw new ArgumentException($"--gateway-port {GatewayPort} must be a port (1-65535) other than --silo-port.");
         if (MaxBatch is < 1 or > 256) throw new ArgumentException($"--max-batch is {MaxBatch}; it must be 1-256.");
         if (QueueCapacity < 1) throw new ArgumentException($"--queue is {QueueCapacity}; it must be at least 1.");
+        if (Kubernetes && Connection.IsLocalhost)
+            throw new ArgumentException("--kubernetes needs --cluster redis://host:port (membership in Redis, e.g. redis://tessera-redis:6379 as deploy/k8s/redis.yaml names it); localhost clustering is for one machine.");
         if (MembershipTimeout is { } t && (t < TimeSpan.FromSeconds(1) || t > TimeSpan.FromMinutes(10)))
             throw new ArgumentException($"--membership-timeout is {t.TotalSeconds} s; it must be 1-600 seconds.");
     }
@@ -70,6 +77,7 @@ public sealed class TesseraNode : IAsyncDisposable
     public static async Task<TesseraNode> StartAsync(NodeOptions options, ImageGenerator generator, TextWriter? log = null, CancellationToken cancel = default)
     {
         options.Validate();
+        if (options.Kubernetes) KubernetesHosting.CheckInPod();
         await options.Connection.CheckReachableAsync(cancel);
         var stages = Tessera.Cluster.Stages.All.Where(options.Stages.Contains).ToArray();
         var metadata = new Dictionary<string, string>
@@ -92,8 +100,7 @@ public sealed class TesseraNode : IAsyncDisposable
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.UseOrleans(silo =>
         {
-            options.Connection.ConfigureSilo(silo, options.SiloPort, options.GatewayPort, options.Advertised);
-            silo.Configure<SiloOptions>(o => o.SiloName = options.Name);
+            ConfigureMembership(silo, options);
             silo.UseSiloMetadata(metadata);
             silo.Services.AddSingleton(services);
             silo.Services.AddPlacementDirector<StagePlacementStrategy, StagePlacementDirector>();
@@ -111,6 +118,21 @@ public sealed class TesseraNode : IAsyncDisposable
             throw new IOException($"The node could not join the cluster at {options.Connection.Text}: {why}", e);
         }
         return new TesseraNode(host, services);
+    }
+
+    /// <summary>
+    /// Membership, endpoints and silo name from <paramref name="options"/>: Redis or localhost clustering on
+    /// <see cref="NodeOptions.Advertised"/>, or with <see cref="NodeOptions.Kubernetes"/> Redis membership under
+    /// Orleans' Kubernetes hosting (pod name as silo name, pod IP advertised, every address listened on).
+    /// </summary>
+    public static void ConfigureMembership(ISiloBuilder silo, NodeOptions options)
+    {
+        // Under Kubernetes the pod's IP is set here rather than left to the hosting: Orleans' own default (the first
+        // interface address) fills EndpointOptions before the hosting looks, so POD_IP would be ignored.
+        options.Connection.ConfigureSilo(silo, options.SiloPort, options.GatewayPort, options.Kubernetes ? KubernetesHosting.PodIp : options.Advertised);
+        if (options.Kubernetes) KubernetesHosting.Configure(silo); // it sets the silo name to the pod's, and checks they match
+        else silo.Configure<SiloOptions>(o => o.SiloName = options.Name);
+        if (options.MembershipTimeout is { } t) silo.Configure<ClusterMembershipOptions>(o => ShortMembership(o, t));
     }
 
     internal static void ShortMembership(ClusterMembershipOptions o, TimeSpan t)

@@ -119,16 +119,43 @@ public sealed class ClusterProcesses : IDisposable
         throw new AssertFailedException($"The front did not see {ar} AR and {decoder} decoder node(s) in time; last /health: {last}");
     }
 
+    /// <summary>One sample of the front's /metrics (Prometheus text), e.g. <c>tessera_requests_total{outcome="completed"}</c>.</summary>
+    public async Task<double> FrontMetricAsync(string sample)
+    {
+        var text = await Http.GetStringAsync(new Uri(Front!, "metrics"));
+        var line = text.Split('\n').FirstOrDefault(l => l.StartsWith(sample + " ", StringComparison.Ordinal))
+            ?? throw new AssertFailedException($"the front's /metrics has no {sample}:\n{text}");
+        return double.Parse(line[(sample.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Runs the CLI once and returns its stdout (fails on a non-zero exit).</summary>
     public string RunCli(string args, TimeSpan? timeout = null)
     {
-        var psi = new ProcessStartInfo("dotnet", $"\"{TesseraDll}\" {args}") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Dir };
+        var (exit, stdout, stderr) = Cli(args, Dir, timeout);
+        if (exit != 0) throw new AssertFailedException($"tessera {args} exited {exit}: {stderr}");
+        return stdout;
+    }
+
+    /// <summary>
+    /// Runs the CLI once in <paramref name="workingDirectory"/> with <paramref name="environment"/> changes (null removes
+    /// a variable); kills it (and its children) if it runs past <paramref name="timeout"/>.
+    /// </summary>
+    public static (int Exit, string Stdout, string Stderr) Cli(string args, string workingDirectory, TimeSpan? timeout = null, IReadOnlyDictionary<string, string?>? environment = null)
+    {
+        var psi = new ProcessStartInfo("dotnet", $"\"{TesseraDll}\" {args}") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDirectory };
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        foreach (var (k, v) in environment ?? new Dictionary<string, string?>())
+            if (v is null) psi.Environment.Remove(k); else psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeout ?? TimeSpan.FromSeconds(120))) { p.Kill(true); throw new AssertFailedException($"tessera {args} did not finish in time"); }
-        if (p.ExitCode != 0) throw new AssertFailedException($"tessera {args} exited {p.ExitCode}: {stderr.Result}");
-        return stdout.Result;
+        if (!p.WaitForExit(timeout ?? TimeSpan.FromSeconds(120)))
+        {
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit(10_000);
+            throw new AssertFailedException($"tessera {args} did not finish in {(timeout ?? TimeSpan.FromSeconds(120)).TotalSeconds} s; its output so far:\n{stderr.Result}");
+        }
+        return (p.ExitCode, stdout.Result, stderr.Result);
     }
 
     /// <summary>The cluster's nodes from `tessera cluster status --json`.</summary>

@@ -104,6 +104,7 @@ public sealed class ClusterTests
         var results = await Load(c, seeds: 4, concurrency: 8);
         Assert.AreEqual(16, results.Count);
         AssertAllMatch(c, results);
+        Assert.AreEqual(16, await c.FrontMetricAsync("tessera_requests_total{outcome=\"completed\"}"), "the front counts 16 answered requests");
 
         var status = c.Status().ToDictionary(n => n.GetProperty("name").GetString()!);
         Assert.AreEqual(3, status.Count, c.Logs());
@@ -140,6 +141,12 @@ public sealed class ClusterTests
         var results = await load;
         Assert.AreEqual(24, results.Count);
         AssertAllMatch(c, results);
+        // Each request answered once, none failed: the front's own counters (a re-run is not a second answer).
+        Assert.AreEqual(24, await c.FrontMetricAsync("tessera_requests_total{outcome=\"completed\"}"), "the front answered 24 requests");
+        Assert.AreEqual(24, await c.FrontMetricAsync("tessera_images_total{outcome=\"completed\"}"), "the front delivered 24 images");
+        Assert.AreEqual(0, await c.FrontMetricAsync("tessera_requests_total{outcome=\"failed\"}"), "no request failed");
+        var survivors = c.Status();
+        Assert.IsTrue(survivors.Sum(n => ClusterProcesses.Completed(n, "decoder")) > 0, "the surviving nodes took over decoder work");
 
         // The killed node leaves cluster status after the membership timeout.
         var leaveBy = DateTime.UtcNow + TimeSpan.FromSeconds(ClusterProcesses.MembershipTimeoutSeconds * 10);

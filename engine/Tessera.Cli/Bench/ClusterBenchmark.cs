@@ -126,7 +126,7 @@ public static class ClusterBenchmark
         var c1 = r["concurrency1"]!; var c8 = r["concurrency8"]!;
         return $"""
             bench cluster: {r["model"]}, {r["steps"]} steps, {r["cores"]} cores
-              concurrency 1 ({r["requests"]} requests, median): in-process {c1["inProcessMedianMs"]} ms, cluster {c1["clusterMedianMs"]} ms, hop +{c1["hopCostMs"]} ms ({c1["ratio"]}x)
+              concurrency 1 ({r["requests"]} requests, median): in-process {c1["inProcessMedianMs"]} ms, cluster {c1["clusterMedianMs"]} ms, hop {((double)c1["hopCostMs"]! >= 0 ? "+" : "")}{c1["hopCostMs"]} ms ({c1["ratio"]}x)
               concurrency 8 ({c8["requests"]} requests): 1 decoder node {c8["oneDecoderNodeImagesPerSecond"]} img/s, 2 decoder nodes {c8["twoDecoderNodesImagesPerSecond"]} img/s ({c8["ratio"]}x)
               note: {r["note"]}
             """;
