@@ -28,6 +28,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 projects=(
   engine/Tessera.Abstractions/Tessera.Abstractions.csproj   # the plugin contract
+  plugins/common/OnnxRuntime/Tessera.Plugins.OnnxRuntime.csproj   # the shared ONNX Runtime backend, for vendors' plugins
   engine/Tessera.Engine/Tessera.Engine.csproj               # plugin host, devices, placement
   exporters/Tessera.Onnx/Tessera.Onnx.csproj                # ONNX model and graph builder
   models/Tessera.Data/Tessera.Data.csproj                   # model inputs (tokenizer, glyphs)

@@ -45,6 +45,7 @@ public sealed partial class ConformanceRunner
 
     private IEnumerable<CaseResult> BehaviourChecks(RegisteredDevice device)
     {
+        yield return CapabilitiesCheck(device);
         var id = device.Info.Id.ToString();
         var dev = device.Device;
         var unknown = ModelSource.FromBytes(UnknownOpGraph(), "conformance.unknown-op");
@@ -204,6 +205,34 @@ public sealed partial class ConformanceRunner
             }
         });
     }
+
+    /// <summary>The flags of <see cref="DeviceCapabilities"/>: the only capabilities the host knows.</summary>
+    public static IReadOnlyList<string> KnownCapabilities { get; } = typeof(DeviceCapabilities)
+        .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+        .Where(f => f.IsLiteral && f.FieldType == typeof(string)).Select(f => (string)f.GetRawConstantValue()!).ToList();
+
+    /// <summary>
+    /// A device's capabilities are claims the host acts on (variants by int8/fp16/bf16, see ModelVariants): each must be
+    /// a known flag, and compiled-model-cache must hold (the second compile of a graph comes from the cache).
+    /// </summary>
+    private CaseResult CapabilitiesCheck(RegisteredDevice device) => Check(device.Info.Id.ToString(), "contract.capabilities", () =>
+    {
+        var unknown = device.Info.Capabilities.Where(c => !KnownCapabilities.Contains(c)).Order(StringComparer.Ordinal).ToList();
+        if (unknown.Count > 0)
+            return $"declares capabilit{(unknown.Count == 1 ? "y" : "ies")} {string.Join(", ", unknown.Select(c => $"'{c}'"))} that the host does not know; " +
+                $"use only DeviceCapabilities flags ({string.Join(", ", KnownCapabilities)}) and put other facts in Properties";
+        if (!device.Info.Capabilities.Contains(DeviceCapabilities.CompiledModelCache)) return null;
+        // The same small graph every run: one cache entry, which the second compile must come from.
+        var g = new OnnxGraphBuilder("cache_probe", opset: 21);
+        var x = g.Input("x", TensorElementType.Float32, OnnxGraphBuilder.Dims(2, 8));
+        g.Output(g.Node("Add", x, g.Initializer("c", Enumerable.Repeat(0.5f, 16).ToArray(), 2, 8)), "y", TensorElementType.Float32, OnnxGraphBuilder.Dims(2, 8));
+        var probe = ModelSource.FromBytes(g.ToBytes(), "conformance.cache-probe");
+        var cached = new CompileOptions { Fallback = FallbackPolicy.Strict, UseCompiledModelCache = true };
+        using (device.Device.Compile(probe, cached)) { }
+        using var second = device.Device.Compile(probe, cached);
+        return second.Report.FromCache ? null
+            : $"declares {DeviceCapabilities.CompiledModelCache}, but compiling the same graph again did not come from its cache (CompileReport.FromCache is false)";
+    });
 
     /// <summary>Checks of a device that says it is unavailable: it must say why, answer CheckSupport, and refuse to compile.</summary>
     public IEnumerable<CaseResult> UnavailableChecks(RegisteredDevice device)

@@ -63,7 +63,28 @@ public sealed class TesseraEngine : IDisposable
     public CompiledOnDevice Compile(ModelSource model, string device, CompileOptions? options = null)
     {
         options ??= new CompileOptions { Fallback = Options.Fallback };
+        return Compile(model, Devices.Place(device, options.Fallback), options);
+    }
+
+    /// <summary>
+    /// Compiles the variant of a model the placed device declares a capability for (<see cref="ModelVariants.For"/>:
+    /// int8, then fp16, then bf16, else the default), under the same policy as <see cref="Compile(ModelSource, string, CompileOptions?)"/>.
+    /// The result's <see cref="CompiledOnDevice.Variant"/> says which one and why.
+    /// </summary>
+    public CompiledOnDevice Compile(ModelVariants model, string device, CompileOptions? options = null)
+    {
+        options ??= new CompileOptions { Fallback = Options.Fallback };
         var placement = Devices.Place(device, options.Fallback);
+        var (chosen, capability) = model.For(placement.Device.Info);
+        var compiled = Compile(chosen, placement, options);
+        return capability is null ? compiled : compiled with
+        {
+            Variant = $"{Path.GetFileName(chosen.DisplayName)} (the {capability} variant: {placement.Device.Info.Id} declares {capability})",
+        };
+    }
+
+    private CompiledOnDevice Compile(ModelSource model, Placement placement, CompileOptions options)
+    {
         try
         {
             return new CompiledOnDevice(placement.Device.Device.Compile(model, options), placement);
@@ -86,6 +107,9 @@ public sealed class TesseraEngine : IDisposable
 /// <summary>A compiled model and where it was placed.</summary>
 public sealed record CompiledOnDevice(ICompiledModel Model, Placement Placement) : IDisposable
 {
+    /// <summary>Which precision variant was compiled and why (see <see cref="ModelVariants"/>); null for the default model.</summary>
+    public string? Variant { get; init; }
+
     /// <summary>Everything that fell back, in sentences (device-level and node-level); empty when nothing did.</summary>
     public IReadOnlyList<string> FallbackNotes =>
         (Placement.FallbackNote is { } n ? [n] : Array.Empty<string>())

@@ -27,10 +27,10 @@ public sealed class ImageGenerator : IDisposable
         Package = package;
         _arDevice = arDevice;
         _options = options ?? new CompileOptions { Fallback = engine.Options.Fallback };
-        _ar = engine.Compile(ModelSource.FromFile(package.FileFor("ar")), arDevice, _options);
+        _ar = engine.Compile(package.VariantsFor("ar"), arDevice, _options);
         try
         {
-            _decoder = engine.Compile(ModelSource.FromFile(package.FileFor("decoder")), decoderDevice, _options);
+            _decoder = engine.Compile(package.VariantsFor("decoder"), decoderDevice, _options);
         }
         catch
         {
@@ -71,6 +71,10 @@ public sealed class ImageGenerator : IDisposable
     /// <summary>Everything that fell back to another device when the stages were compiled.</summary>
     /// <summary>What fell back, once per distinct note (both stages on one unavailable device give the same note).</summary>
     public IReadOnlyList<string> FallbackNotes => _ar.FallbackNotes.Concat(_decoder.FallbackNotes).Distinct().ToList();
+
+    /// <summary>Precision variants chosen by the devices' capabilities ("ar: ar.int8.onnx (the int8 variant: cpu:0 declares int8)"); empty when both stages use the default files.</summary>
+    public IReadOnlyList<string> VariantNotes =>
+        new[] { ("ar", _ar.Variant), ("decoder", _decoder.Variant) }.Where(v => v.Item2 is not null).Select(v => $"{v.Item1}: {v.Item2}").ToList();
 
     public GenerationResult Generate(GenerationRequest request, IProgress<GenerationProgress>? progress = null, CancellationToken cancel = default) =>
         RunDecoderStage(request, RunArStage(request, progress, cancel), progress, cancel);
@@ -141,7 +145,7 @@ public sealed class ImageGenerator : IDisposable
     {
         int s = Package.Manifest.Decoder.ImageSize;
         if (rgb.Length != s * s * 3) throw new ArgumentException($"The source image must be {s}x{s} RGB; resize it first (ImageFiles.ReadRgb does).");
-        _vq ??= _engine.Compile(ModelSource.FromFile(Package.FileFor("vq")), _arDevice, _options);
+        _vq ??= _engine.Compile(Package.VariantsFor("vq"), _arDevice, _options);
         var chw = new float[3 * s * s];
         ModelInputs.ToChannelFirst(rgb, chw);
         using var outputs = _vq.Model.Run(new Dictionary<string, ITensorValue> { ["image"] = HostTensor.Create(chw, 1, 3, s, s) });

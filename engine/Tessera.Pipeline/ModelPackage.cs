@@ -2,6 +2,7 @@ using Tessera.Data;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Tessera.Abstractions;
+using Tessera.Engine;
 using Tessera.Data.Prompting;
 
 namespace Tessera.Pipeline;
@@ -84,8 +85,19 @@ public sealed class ModelPackage
     /// <summary>Stage → full path, each resolved inside the package and checked to be a regular file when the package was opened.</summary>
     private readonly IReadOnlyDictionary<string, string> _files;
 
-    /// <summary>The manifest's file keys; anything else in "files" is an error (a typo would silently do nothing).</summary>
-    public static readonly string[] FileKeys = ["ar", "decoder", "vq", "tokenizer", "placement"];
+    /// <summary>
+    /// The manifest's file keys; anything else in "files" is an error (a typo would silently do nothing). Besides one
+    /// file per stage, a package may carry precision variants of a stage, keyed <c>stage.capability</c>
+    /// (<c>decoder.int8</c>, <c>ar.fp16</c>): a device that declares that capability is given the variant
+    /// (<see cref="VariantsFor"/>; the host picks int8, then fp16, then bf16).
+    /// </summary>
+    public static readonly string[] FileKeys = ["ar", "decoder", "vq", "tokenizer", "placement",
+        .. new[] { "ar", "decoder", "vq" }.SelectMany(stage => ModelVariants.Preference.Select(c => $"{stage}.{c}"))];
+
+    /// <summary>A stage's model and its precision variants, for <see cref="TesseraEngine.Compile(ModelVariants, string, CompileOptions?)"/>.</summary>
+    public ModelVariants VariantsFor(string stage) => new(ModelSource.FromFile(FileFor(stage)),
+        ModelVariants.Preference.Where(c => _files.ContainsKey($"{stage}.{c}"))
+            .ToDictionary(c => c, c => ModelSource.FromFile(_files[$"{stage}.{c}"])));
 
     /// <summary>Opens a package folder; every problem is a <see cref="ModelLoadException"/> naming the file and what to do.</summary>
     public static ModelPackage Open(string directory)

@@ -33,6 +33,38 @@ public sealed class PluginVerifyToolsTests
         CollectionAssert.DoesNotContain(ops["com.microsoft.MatMulNBits"], "model.ar", "the shipped fp32 graph has no contrib op");
     }
 
+    /// <summary>What each op case is named for; a new case must be listed here, so its name is checked too.</summary>
+    private static readonly Dictionary<string, string[]> OpsNamedByCase = new()
+    {
+        ["op.matmul"] = ["MatMul"],
+        ["op.matmul-bias-relu"] = ["MatMul", "Add", "Relu"],
+        ["op.gemm-bias-relu"] = ["Gemm", "Relu"],
+        ["op.softmax"] = ["Softmax"],
+        ["op.layernorm"] = ["LayerNormalization"],
+        ["op.rmsnorm"] = ["Pow", "ReduceMean", "Sqrt", "Div", "Mul"],
+        ["op.gelu-silu"] = ["Gelu", "Sigmoid", "Mul"],
+        ["op.attention"] = ["MatMul", "Transpose", "Softmax"],
+        ["op.conv-patchify"] = ["Conv"],
+        ["op.embedding"] = ["Gather"],
+        ["op.layout"] = ["Reshape", "Transpose", "Concat", "Slice"],
+        ["op.argmax-topk"] = ["ArgMax", "TopK"],
+    };
+
+    [TestMethod]
+    public void EveryOpCaseContainsTheOpsItIsNamedFor()
+    {
+        var (code, stdout, stderr) = Tessera("plugin", "verify", "--list-ops", "--json");
+        Assert.AreEqual(0, code, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var casesByOp = doc.RootElement.GetProperty("ops").EnumerateArray()
+            .ToDictionary(o => o.GetProperty("op").GetString()!, o => o.GetProperty("usedBy").EnumerateArray().Select(u => u.GetString()!).ToHashSet());
+        var opCases = casesByOp.Values.SelectMany(c => c).Where(c => c.StartsWith("op.", StringComparison.Ordinal)).ToHashSet();
+        CollectionAssert.AreEquivalent(OpsNamedByCase.Keys.ToList(), opCases.ToList(), "every op case is listed with the ops its name promises");
+        foreach (var (name, ops) in OpsNamedByCase)
+            foreach (var op in ops)
+                Assert.IsTrue(casesByOp.TryGetValue($"ai.onnx.{op}", out var users) && users.Contains(name), $"{name} contains no {op}");
+    }
+
     [TestMethod]
     public void DumpGraphsWritesEveryConformanceGraphWithAnIndex()
     {

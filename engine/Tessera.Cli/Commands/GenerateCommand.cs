@@ -55,6 +55,7 @@ public static class GenerateCommand
                 parse.GetValue(arDevice) ?? d ?? options.DeviceFor("ar"), parse.GetValue(decoderDevice) ?? d ?? options.DeviceFor("decoder"));
             Console.Error.WriteLine($"model {package.Manifest.Name} ({package.Directory}); AR on {generator.ArDevice}, decoder on {generator.DecoderDevice}");
             foreach (var note in generator.FallbackNotes) Console.Error.WriteLine($"fallback: {note}");
+            foreach (var note in generator.VariantNotes) Console.Error.WriteLine($"variant: {note}");
 
             var requests = Enumerable.Range(0, n).Select(i => new GenerationRequest(parse.GetValue(prompt)!)
             {

@@ -18,7 +18,7 @@ public static class RunCommand
         var seed = new Option<int>("--seed") { Description = "Seed for random inputs.", DefaultValueFactory = _ => 0 };
         var save = new Option<DirectoryInfo?>("--save") { Description = "Write each output to <dir>/<name>.npy." };
         var noCache = new Option<bool>("--no-cache") { Description = "Do not read or write the optimized-graph cache." };
-        var placement = new Option<bool>("--placement") { Description = "Also print where each node runs (the device or the CPU), as the device reports it in its compile report." };
+        var placement = new Option<bool>("--placement") { Description = "Also print where each node runs (the device, or the CPU by fallback), as the device answers CheckSupport for the model." };
         var cmd = new Command("run", "Run any ONNX graph on a device and print output shapes and timing.")
         {
             model, device, inputs, dims, iterations, seed, save, noCache, placement,

@@ -99,6 +99,7 @@ public sealed class PluginHost : IDisposable
         PluginStatus? failed = null;
         bool abandoned = false;
         var gate = new object();
+        string? knownName = null; // the plugin's Name once its entry object exists: a failed row shows it, not the dll's
         void Load()
         {
         PluginLoader? loader = null;
@@ -127,6 +128,7 @@ public sealed class PluginHost : IDisposable
             }
 
             var name = entry.Name;
+            knownName = name;
             if (_loaded.FirstOrDefault(p => string.Equals(p.Plugin.Name, name, StringComparison.OrdinalIgnoreCase)) is { } twin)
                 throw new PluginFailure($"{path}: a plugin named '{name}' is already loaded from {twin.Status.Location}; remove one of them from the plugin path.");
 
@@ -172,11 +174,11 @@ public sealed class PluginHost : IDisposable
         }
         catch (PluginFailure e)
         {
-            failed = PluginStatus.Failed(path, e.Message, declared);
+            failed = PluginStatus.Failed(path, e.Message, declared, knownName);
         }
         catch (Exception e)
         {
-            failed = PluginStatus.Failed(path, $"{path} could not be loaded: {Describe(e)}", declared);
+            failed = PluginStatus.Failed(path, $"{path} could not be loaded: {Describe(e)}", declared, knownName);
         }
         finally
         {
@@ -192,7 +194,7 @@ public sealed class PluginHost : IDisposable
             lock (gate) abandoned = true;
             _statuses.Add(PluginStatus.Failed(path,
                 $"{path} did not finish loading within {options.PluginLoadTimeout.TotalSeconds:0.#} s (its constructor, ConfigureServices or device providers hang); it is skipped. " +
-                "Fix or remove the plugin, or raise pluginLoadTimeout in the configuration if it is only slow.", declared));
+                "Fix or remove the plugin, or raise pluginLoadTimeout in the configuration if it is only slow.", declared, knownName));
             return;
         }
         if (loaded is not null) { _loaded.Add(loaded); _statuses.Add(loaded.Status); }

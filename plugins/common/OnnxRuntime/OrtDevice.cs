@@ -40,10 +40,10 @@ public abstract class OrtDevice : IDevice
     protected virtual int DefaultIntraOpThreads => 0;
 
     /// <summary>Where run outputs are allocated; default CPU memory.</summary>
-    internal virtual OrtMemoryInfo OutputMemory => OrtMemoryInfo.DefaultInstance;
+    protected internal virtual OrtMemoryInfo OutputMemory => OrtMemoryInfo.DefaultInstance;
 
     /// <summary>Whether tensors this device produces can be read directly by the CPU.</summary>
-    internal virtual bool OutputsHostAccessible => true;
+    protected internal virtual bool OutputsHostAccessible => true;
 
     private void EnsureAvailable()
     {
