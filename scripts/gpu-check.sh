@@ -57,6 +57,14 @@ if ! dotnet build "$root/engine/Tessera.Cli/Tessera.Cli.csproj" -c Release -nolo
 fi
 export TESSERA_NO_BUILD=1
 
+# No driver or no GPU: say so before fetching a 245 MB package for nothing.
+step devices-before "$tessera" devices
+before="$(grep -E "^  $device " "$work/devices-before.out" || true)"
+if grep -qE "no NVIDIA driver|no CUDA device|the NVIDIA driver (did not start|could not count)" <<<"$before"; then
+  say "gpu-check: FAILED: $device is not available here, so nothing ran on a GPU. The plugin says:"
+  say "${before#*unavailable  }"
+  exit 1
+fi
 step install "$tessera" plugin install cuda
 step devices "$tessera" devices
 line="$(grep -E "^  $device " "$work/devices.out" || true)"
