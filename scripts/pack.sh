@@ -6,6 +6,8 @@
 #   dotnet tool install --global Tessera.Cli --add-source <dir>      # `tessera`: the inference install (~110 MB)
 #   dotnet tool install --global Tessera.Tools --add-source <dir>    # `tessera-tools`: train, export, import, package
 #   dotnet add package Tessera.Pipeline --source <dir>               # the C# API: services.AddTessera(...)
+#   dotnet add package Tessera.Plugins.Cpu --source <dir>            # + the CPU plugin in the app's output
+#   dotnet add package Tessera.Models.Default --source <dir>         # + the shipped model in the app's output
 # The tool packages are RID-specific (linux-x64, this platform's native libraries only).
 set -euo pipefail
 usage() { echo "usage: scripts/pack.sh <output-dir> [--no-tools]" >&2; exit 2; }
@@ -30,6 +32,8 @@ projects=(
   exporters/Tessera.Onnx/Tessera.Onnx.csproj                # ONNX model and graph builder
   models/Tessera.Data/Tessera.Data.csproj                   # model inputs (tokenizer, glyphs)
   engine/Tessera.Pipeline/Tessera.Pipeline.csproj           # AddTessera → ITextToImage, IImageGenerator
+  plugins/cpu/Tessera.Plugins.Cpu.csproj                    # payload: plugins/cpu/ in the application's output
+  models/Tessera.Models.Default/Tessera.Models.Default.csproj  # payload: models/default/ (the shipped model)
   exporters/Tessera.Export/Tessera.Export.csproj            # TorchSharp → ONNX
   engine/Tessera.Cli/Tessera.Cli.csproj                     # dotnet tool `tessera` (inference install)
 )

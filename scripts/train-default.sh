@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 out="${1:-models/default}"
 runs=runs
 mkdir -p "$runs"
-./tessera --help > /dev/null   # build once
+./tessera train --help > /dev/null   # build once: the tools install (engine/Tessera.Tools) and the CLI it hands over from
 export TESSERA_NO_BUILD=1
 
 ./tessera train vq --config models/configs/vq.json --out "$runs/vq" --resume
@@ -24,5 +24,5 @@ wait "$decoder"
 
 ./tessera train decoder --config models/configs/decoder-glyph.json --out "$runs/decoder-glyph" --resume
 ./tessera train decoder --config models/configs/decoder-glyph-2.json --out "$runs/decoder-glyph-2" --resume
-./tessera package --vq-run "$runs/vq" --ar-run "$runs/ar" --decoder-run "$runs/decoder-glyph-2" --out "$out" --cfg 1
+./tessera package --vq-run "$runs/vq" --ar-run "$runs/ar" --decoder-run "$runs/decoder-glyph-2" --out "$out" --cfg 1 --steps 6 --sampler dpm2m
 ./tessera eval text --n 200 --model "$out" --sheet "$out/eval-sheet.png" | tee "$out/eval.txt"

@@ -226,5 +226,6 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
         _stop.Cancel();
         try { await _watch; } catch (Exception) { }
         foreach (var n in _nodes.Values) n.Dead.Dispose();
+        Metrics.Dispose();
     }
 }

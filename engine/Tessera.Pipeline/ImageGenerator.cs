@@ -43,8 +43,26 @@ public sealed class ImageGenerator : IDisposable
 
     public ModelPackage Package { get; }
 
-    /// <summary>A continuous-batching AR stepper over this generator's AR model (see <see cref="Batching.BatchingGenerator"/>).</summary>
-    public Batching.ArBatch CreateArBatch() => new(_ar.Model, Package.Manifest.Ar, Package.Prompts);
+    /// <summary>
+    /// A continuous-batching AR stepper over this generator's AR model (see <see cref="Batching.BatchingGenerator"/>);
+    /// its KV cache stays on the AR's device. Dispose it to free that cache.
+    /// </summary>
+    public Batching.ArBatch CreateArBatch() => new(_ar.Model, Package.Manifest.Ar, Package.Prompts, KvCacheRows());
+
+    private Batching.KvCacheRows? _kvCacheRows;
+    private readonly object _kvCacheRowsGate = new();
+
+    /// <summary>The KV-cache row graphs, compiled once on the AR's device and shared by every <see cref="Batching.ArBatch"/>.</summary>
+    private Batching.KvCacheRows KvCacheRows()
+    {
+        lock (_kvCacheRowsGate)
+        {
+            var ar = Package.Manifest.Ar;
+            var type = _ar.Model.Inputs.FirstOrDefault(i => i.Name == "past_key_values.0.key")?.ElementType ?? TensorElementType.Float32;
+            return _kvCacheRows ??= Batching.KvCacheRows.Compile(
+                source => _engine.Compile(source, _ar.Model.Device.ToString(), _options).Model, 2 * ar.Layers, type, ar.KvHeads, ar.HeadDim);
+        }
+    }
     public ArStage Ar { get; }
     public DecoderStage Decoder { get; }
     public DeviceId ArDevice => _ar.Model.Device;
@@ -137,5 +155,6 @@ public sealed class ImageGenerator : IDisposable
         _ar.Dispose();
         _decoder.Dispose();
         _vq?.Dispose();
+        _kvCacheRows?.Dispose();
     }
 }

@@ -8,7 +8,7 @@ namespace Tessera.Pipeline;
 /// text-to-image and edits (the first original image conditions the AR, as <c>--image</c> does) over the same
 /// pipeline as <see cref="ITextToImage"/>. Options map as follows: <c>Count</c> → images with seeds seed, seed + 1, …;
 /// <c>ImageSize</c> must be the model's size or null; <c>MediaType</c> image/png or null; <c>ResponseFormat</c> Data
-/// (bytes) or null; <c>AdditionalProperties</c> "seed", "steps", "cfg", "temperature", "top_k", "top_p". Every
+/// (bytes) or null; <c>AdditionalProperties</c> "seed", "steps", "cfg", "sampler", "temperature", "top_k", "top_p". Every
 /// value is checked as the CLI and the server check it (<see cref="GenerationLimits"/>). Registered by <c>AddTessera</c>.
 /// </summary>
 public sealed class TesseraImageGenerator(ImageGenerator generator) : IImageGenerator
@@ -49,6 +49,7 @@ public sealed class TesseraImageGenerator(ImageGenerator generator) : IImageGene
             {
                 Seed = seed + (ulong)i, Steps = Get<int>("steps"), Cfg = Get<double>("cfg"), Temperature = Get<double>("temperature"),
                 TopK = Get<int>("top_k"), TopP = Get<double>("top_p"), SourceRgb = source,
+                Sampler = extra is not null && extra.TryGetValue("sampler", out var sm) ? sm?.ToString() : null,
             };
             GenerationLimits.Validate(r, generator.Package, OptionName);
             var result = await Task.Run(() => generator.Generate(r, null, cancellationToken), cancellationToken).ConfigureAwait(false);

@@ -24,11 +24,13 @@ public sealed class TesseraServer : IAsyncDisposable
     private readonly IImageQueue _batching;
     private readonly ServerOptions _options;
     private readonly TextWriter _log;
+    private readonly PrometheusMetrics _metrics;
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private TesseraServer(WebApplication app, IImageQueue batching, ServerOptions options, TextWriter log)
     {
         _app = app; _batching = batching; _options = options; _log = log;
+        _metrics = new PrometheusMetrics(batching.Metrics);
     }
 
     /// <summary>The address clients use, e.g. http://127.0.0.1:8080 (the real port when 0 was asked for).</summary>
@@ -38,7 +40,11 @@ public sealed class TesseraServer : IAsyncDisposable
     public IImageQueue Queue => _batching;
 
     /// <summary>Builds and starts the server; returns once it is listening.</summary>
-    public static async Task<TesseraServer> StartAsync(IImageQueue batching, ServerOptions options, TextWriter? log = null)
+    public static Task<TesseraServer> StartAsync(IImageQueue batching, ServerOptions options, TextWriter? log = null) =>
+        StartAsync(batching, options, log, configure: null);
+
+    /// <summary>As above; <paramref name="configure"/> changes the host before it is built (tests swap Kestrel for an in-memory TestServer).</summary>
+    internal static async Task<TesseraServer> StartAsync(IImageQueue batching, ServerOptions options, TextWriter? log, Action<WebApplicationBuilder>? configure)
     {
         if (!IPAddress.TryParse(options.Host, out var address) && options.Host != "localhost")
             throw new ArgumentException($"--host '{options.Host}' is not an IP address; use 127.0.0.1 (default), 0.0.0.0 for every interface, or a specific address.");
@@ -59,6 +65,7 @@ public sealed class TesseraServer : IAsyncDisposable
             if (address is null) k.ListenLocalhost(options.Port);
             else k.Listen(address, options.Port);
         });
+        configure?.Invoke(builder);
         WebApplication app;
         try { app = builder.Build(); }
         catch (Exception e) when (e is not ArgumentException) { throw new IOException($"The server could not be set up on {options.Host}:{options.Port}: {e.Message}", e); }
@@ -73,10 +80,14 @@ public sealed class TesseraServer : IAsyncDisposable
                 throw new IOException($"Port {options.Port} on {options.Host} is in use; pass --port with a free port (or 0 for any).", e);
             throw new IOException($"Cannot listen on {options.Host}:{options.Port}: {why}. Use an address of this machine (127.0.0.1 by default, 0.0.0.0 for every interface).", e);
         }
-        var bound = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        server.BaseAddress = new Uri(bound.Replace("[::]", "127.0.0.1").Replace("0.0.0.0", "127.0.0.1") + "/");
+        // An in-memory server has no address; its clients come from the server itself.
+        var bound = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault();
+        server.BaseAddress = bound is null ? new Uri("http://localhost/") : new Uri(bound.Replace("[::]", "127.0.0.1").Replace("0.0.0.0", "127.0.0.1") + "/");
         return server;
     }
+
+    /// <summary>The app's services (tests reach an in-memory server's client through them).</summary>
+    internal IServiceProvider Services => _app.Services;
 
     /// <summary>Runs until <paramref name="stop"/> fires.</summary>
     public Task WaitAsync(CancellationToken stop) => Microsoft.Extensions.Hosting.HostingAbstractionsHostExtensions.WaitForShutdownAsync(_app, stop);
@@ -85,6 +96,7 @@ public sealed class TesseraServer : IAsyncDisposable
     {
         await _app.StopAsync();
         await _app.DisposeAsync();
+        _metrics.Dispose();
     }
 
     private ModelPackage Package => _batching.Package;
@@ -126,7 +138,11 @@ public sealed class TesseraServer : IAsyncDisposable
             ["devices"] = new JsonObject { ["ar"] = _batching.ArPlacement, ["decoder"] = _batching.DecoderPlacement },
             ["batching"] = new JsonObject { ["maxArBatch"] = _batching.Options.MaxArBatch, ["maxDecoderBatch"] = _batching.Options.MaxDecoderBatch, ["queueCapacity"] = _batching.Options.QueueCapacity },
         }, Indented));
-        _app.MapGet("/metrics", () => Results.Text(_batching.Metrics.ToPrometheus(), "text/plain; version=0.0.4; charset=utf-8"));
+        _app.MapGet("/metrics", async (HttpContext ctx) =>
+        {
+            ctx.Response.ContentType = PrometheusMetrics.ContentType;
+            await _metrics.WriteAsync(ctx.Response.Body, ctx.RequestAborted);
+        });
         _app.MapGet("/v1/models", () => Results.Json<JsonObject>(new JsonObject
         {
             ["object"] = "list",

@@ -4,7 +4,7 @@ namespace Tessera.Data;
 
 /// <summary>
 /// Where a word is drawn in an image: font size (pixels per em), the left edge of the text and its baseline. The
-/// dataset draws words with <see cref="Jittered"/>; the decoder's glyph image is the same word drawn at the same layout
+/// training set draws words with <see cref="Jittered"/> (Tessera.Datasets); the decoder's glyph image is the same word drawn at the same layout
 /// in white on black (<see cref="Mask"/>), the way glyph-conditioned text renderers (GlyphControl, AnyText) condition
 /// on rendered text.
 /// </summary>
@@ -17,7 +17,7 @@ public readonly record struct GlyphLayout(float FontSize, float X, float Baselin
     public static float Margin(int size) => size / 16f;
 
     /// <summary>A font of the shipped face at <paramref name="size"/> pixels.</summary>
-    public static SKFont Font(float size) => new(SampleGenerator.Font.Value, size) { Edging = SKFontEdging.Antialias, Subpixel = false };
+    public static SKFont Font(float size) => new(ShippedFont.Typeface, size) { Edging = SKFontEdging.Antialias, Subpixel = false };
 
     /// <summary>
     /// The dataset's layout: as large as fits in the middle band (image width less margins, about 40% of the height),
@@ -134,21 +134,6 @@ public sealed class TextPlacement(float[] coverageByCode)
         return best;
     }
 
-    /// <summary>
-    /// Builds the table from samples with known layouts and their token grids: the mean text coverage of each code's
-    /// cells (codes never seen get 0).
-    /// </summary>
-    public static TextPlacement Measure(IEnumerable<(DataSample Sample, int[] Tokens)> samples, int grid, int codebookSize)
-    {
-        var sum = new double[codebookSize];
-        var count = new long[codebookSize];
-        foreach (var (sample, tokens) in samples)
-        {
-            var pooled = GlyphLayout.Pool(sample.Layout.Mask(sample.Word, sample.Size), sample.Size, grid);
-            for (int i = 0; i < tokens.Length; i++) { sum[tokens[i]] += pooled[i]; count[tokens[i]]++; }
-        }
-        return new TextPlacement(Enumerable.Range(0, codebookSize).Select(c => count[c] == 0 ? 0f : (float)(sum[c] / count[c])).ToArray());
-    }
 
     public void Save(string path) => File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(new { coverageByCode }));
 

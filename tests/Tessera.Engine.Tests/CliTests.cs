@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Tessera.Abstractions;
+using Tessera.Cli;
 
 namespace Tessera.Engine.Tests;
 

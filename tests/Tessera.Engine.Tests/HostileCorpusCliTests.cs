@@ -22,12 +22,11 @@ public sealed partial class HostileCorpusCliTests
     [TestCleanup]
     public void Cleanup() => Directory.Delete(_temp, recursive: true);
 
-    internal static string Corpus => Path.Combine(TestPaths.RepoRoot, "tests", "corpus", "hostile");
+    internal static string Corpus => HostileCorpus.Root;
 
     internal static string DefaultModel => Path.Combine(TestPaths.RepoRoot, "models", "default");
 
-    internal static List<JsonElement> Cases(string kind) =>
-        JsonDocument.Parse(File.ReadAllText(Path.Combine(Corpus, kind, "cases.json"))).RootElement.EnumerateArray().Select(e => e.Clone()).ToList();
+    internal static List<JsonElement> Cases(string kind) => HostileCorpus.Cases(kind);
 
     internal sealed record Outcome(int Code, string Out, string Err, TimeSpan Elapsed);
 

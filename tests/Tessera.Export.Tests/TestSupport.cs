@@ -1,26 +1,15 @@
 using System.Diagnostics;
-using System.Reflection;
 using Tessera.Engine;
+using Tessera.TestSupport;
 
 namespace Tessera.Export.Tests;
 
 /// <summary>Paths, processes (the built tessera, Debian's python3 with torch) and engines for the export tests.</summary>
 internal static class TestSupport
 {
-    public static string RepoRoot
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;
-            return dir?.FullName ?? throw new InvalidOperationException("Engine.sln not found above the test folder.");
-        }
-    }
+    public static string RepoRoot => TestPaths.RepoRoot;
 
-    private static string Configuration =>
-        typeof(TestSupport).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().First(a => a.Key == "TesseraConfiguration").Value!;
-
-    public static string CliDll => Path.Combine(RepoRoot, "engine", "Tessera.Cli", "bin", Configuration, "net10.0", "tessera.dll");
+    public static string CliDll => TestPaths.CliDll;
 
     /// <summary>Debian's interpreter, where python3-torch is installed (a pyenv python3 earlier on PATH has no torch).</summary>
     public static string Python => File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
@@ -62,10 +51,5 @@ internal static class TestSupport
     }
 
     /// <summary>An engine over the CPU plugin deployed beside the tests only, with a private cache.</summary>
-    public static TesseraEngine Engine(string cacheDir)
-    {
-        var o = new EngineOptions { UseDefaultPluginDirectory = false, UseEnvironmentPluginPath = false, CacheDirectory = cacheDir };
-        o.PluginDirectories.Add(Path.Combine(AppContext.BaseDirectory, "fixtures", "cpu"));
-        return new TesseraEngine(o);
-    }
+    public static TesseraEngine Engine(string cacheDir) => new(TestPaths.Options(cacheDir, TestPaths.Fixture("cpu")));
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Tessera.Data;
+using Tessera.Datasets;
 using Tessera.Engine;
 using Tessera.Pipeline;
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Tessera.Data;
+using Tessera.Datasets;
 
 namespace Tessera.Cli.Commands;
 

@@ -1,9 +1,10 @@
 using System.CommandLine;
 using System.Text.Json;
 using Tessera.Data;
+using Tessera.Datasets;
 using Tessera.Engine;
 using Tessera.Pipeline;
-using Tessera.Pipeline.Evaluation;
+using Tessera.Evaluation;
 
 namespace Tessera.Cli.Commands;
 

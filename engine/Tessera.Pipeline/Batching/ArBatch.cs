@@ -5,23 +5,30 @@ namespace Tessera.Pipeline.Batching;
 
 /// <summary>
 /// The AR stage for many requests at once (continuous batching): each request is an <see cref="ArSequence"/> with its
-/// own sampler and KV cache; <see cref="Step"/> advances a set of them by one token in one model run, so requests can
-/// join and leave between steps. A new sequence's first step is its prefill (run alone: prompts differ in length);
-/// decode steps batch every other sequence, their caches left-padded to the longest and the padding masked out.
+/// own sampler; <see cref="Step"/> advances a set of them by one token in one model run, so requests can join and
+/// leave between steps. A new sequence's first step is its prefill (run alone: prompts differ in length); decode
+/// steps batch every other sequence.
+/// <para>
+/// The batch's KV cache stays in device memory: one tensor per layer's key and value, (rows, kv_heads, past,
+/// head_dim), each row left-padded with zeros to the longest row and the padding masked out. A decode step's
+/// <c>present.*</c> outputs are the next step's <c>past_key_values.*</c> as they are; when rows join or leave,
+/// <see cref="KvCacheRows"/> pads, stacks, gathers and trims the tensors on the device. Only token ids, positions,
+/// the mask (in) and the logits (out) cross to the host; <see cref="StepHostBytes"/> counts them.
+/// </para>
 /// Each request's tokens depend only on its own prompt and seed; batching changes only the order of floating-point
-/// sums inside attention (masked keys contribute exact zeros), see docs/serving.md.
+/// sums inside attention (masked keys contribute exact zeros), see docs/serving.md. Not thread-safe: one thread
+/// calls <see cref="Step"/> (the AR loop).
 /// </summary>
-public sealed class ArBatch(ICompiledModel model, ArShape shape, PromptEncoder prompts)
+public sealed class ArBatch(ICompiledModel model, ArShape shape, PromptEncoder prompts, KvCacheRows cacheRows) : IDisposable
 {
     public ArLayout Layout { get; } = new(shape.TargetGrid, shape.PreviewGrid);
 
     /// <summary>One request's AR state.</summary>
     public sealed class ArSequence
     {
-        internal ArSequence(int[] prefix, TokenSampler sampler, int[]? forced, int layers, int visualTokens)
+        internal ArSequence(int[] prefix, TokenSampler sampler, int[]? forced, int visualTokens)
         {
             Prefix = prefix; Sampler = sampler; Forced = forced;
-            Keys = new float[layers][]; Values = new float[layers][];
             Visual = new int[visualTokens];
             LastToken = -1;
         }
@@ -29,10 +36,8 @@ public sealed class ArBatch(ICompiledModel model, ArShape shape, PromptEncoder p
         internal int[] Prefix { get; }
         internal TokenSampler Sampler { get; }
         internal int[]? Forced { get; }
-        /// <summary>Per layer: (kv_heads, Length, head_dim), stored as kv_heads blocks of Capacity rows.</summary>
-        internal float[][] Keys { get; }
-        internal float[][] Values { get; }
-        internal int Capacity { get; set; }
+        /// <summary>After the prefill and until it joins the batch: this sequence's own cache, (1, kv, Length, hd) per tensor.</summary>
+        internal IDeviceTensor[]? Prefilled { get; set; }
         /// <summary>Tokens in the KV cache.</summary>
         public int Length { get; internal set; }
         internal long LastToken { get; set; }
@@ -42,15 +47,45 @@ public sealed class ArBatch(ICompiledModel model, ArShape shape, PromptEncoder p
         public bool Finished => Done == Visual.Length;
     }
 
-    public ArSequence Start(EncodedPrompt prompt, TokenSampler sampler, int[]? forcedPreview = null) =>
-        new(Layout.Prefix(prompt, prompts.Vocabulary), sampler, forcedPreview, shape.Layers, Layout.VisualTokens);
+    /// <summary>Bytes one <see cref="Step"/> moved between host and device memory, by what they carry.</summary>
+    public readonly record struct StepHostBytes(long KvCache, long Other);
 
-    /// <summary>Advances each unfinished sequence by one visual token: prefills one by one, decodes as one batch.</summary>
-    public void Step(IReadOnlyList<ArSequence> sequences)
+    // The batch on the device: _rows[r] is row r of every cache tensor; tensor 2l is layer l's key, 2l + 1 its value.
+    private readonly List<ArSequence> _rows = new();
+    private IDeviceTensor[]? _cache;
+    private int _past;
+    private long _kvBytes, _otherBytes;
+
+    /// <summary>Rows in the device batch (sequences that have joined and not left).</summary>
+    public int Rows => _rows.Count;
+
+    public ArSequence Start(EncodedPrompt prompt, TokenSampler sampler, int[]? forcedPreview = null) =>
+        new(Layout.Prefix(prompt, prompts.Vocabulary), sampler, forcedPreview, Layout.VisualTokens);
+
+    /// <summary>
+    /// Advances each unfinished sequence by one visual token: prefills new ones one by one, then decodes the batch
+    /// in one run. Sequences in the batch that are not in <paramref name="sequences"/> (finished, cancelled) leave it.
+    /// When the step fails, the batch is dropped: its sequences cannot continue (start them again).
+    /// </summary>
+    public StepHostBytes Step(IReadOnlyList<ArSequence> sequences)
     {
-        foreach (var s in sequences.Where(s => s.Done == 0 && !s.Finished)) Prefill(s);
-        var decoding = sequences.Where(s => s.Done > 0 && !s.Finished).ToList();
-        if (decoding.Count > 0) Decode(decoding);
+        _kvBytes = 0; _otherBytes = 0;
+        try
+        {
+            var wanted = sequences.Where(s => !s.Finished).ToList();
+            foreach (var s in wanted.Where(s => s.Done == 0)) Prefill(s);
+            foreach (var s in wanted.Where(s => s.Finished)) DisposePrefilled(s); // done at its prefill (one-token grids)
+            Regroup(wanted.Where(s => !s.Finished).ToList());
+            if (_rows.Count > 0) Decode();
+            if (_rows.All(s => s.Finished)) Release();
+        }
+        catch
+        {
+            Release();
+            foreach (var s in sequences) DisposePrefilled(s);
+            throw;
+        }
+        return new StepHostBytes(_kvBytes, _otherBytes);
     }
 
     private void Prefill(ArSequence s)
@@ -65,31 +100,68 @@ public sealed class ArBatch(ICompiledModel model, ArShape shape, PromptEncoder p
         };
         for (int l = 0; l < shape.Layers; l++)
         {
-            feeds[$"past_key_values.{l}.key"] = HostTensor.Zeros(TensorElementType.Float32, 1, shape.KvHeads, 0, shape.HeadDim);
-            feeds[$"past_key_values.{l}.value"] = HostTensor.Zeros(TensorElementType.Float32, 1, shape.KvHeads, 0, shape.HeadDim);
+            feeds[$"past_key_values.{l}.key"] = HostTensor.Zeros(CacheType, 1, shape.KvHeads, 0, shape.HeadDim);
+            feeds[$"past_key_values.{l}.value"] = HostTensor.Zeros(CacheType, 1, shape.KvHeads, 0, shape.HeadDim);
         }
+        CountFeeds(feeds);
         using var outputs = model.Run(feeds);
-        Reserve(s, count + Layout.VisualTokens);
-        for (int l = 0; l < shape.Layers; l++)
-        {
-            Append(s, s.Keys[l], outputs[$"present.{l}.key"].ToHost().AsSpan<float>(), 0, count, count, 0);
-            Append(s, s.Values[l], outputs[$"present.{l}.value"].ToHost().AsSpan<float>(), 0, count, count, 0);
-        }
-        s.Length = count;
         var logits = new float[count * shape.CodebookSize];
         outputs["logits"].CopyTo<float>(logits);
+        _otherBytes += 4L * logits.Length;
+        s.Prefilled = TakeCache(outputs);
+        s.Length = count;
         Emit(s, logits.AsSpan((count - 1) * shape.CodebookSize, shape.CodebookSize));
     }
 
-    private void Decode(List<ArSequence> batch)
+    /// <summary>Makes the device batch hold exactly <paramref name="wanted"/>: rows that left are dropped, prefilled ones join.</summary>
+    private void Regroup(List<ArSequence> wanted)
     {
-        int b = batch.Count, past = batch.Max(s => s.Length), kv = shape.KvHeads, hd = shape.HeadDim;
+        var keep = new HashSet<ArSequence>(wanted, ReferenceEqualityComparer.Instance);
+        var kept = Enumerable.Range(0, _rows.Count).Where(r => keep.Contains(_rows[r])).ToList();
+        if (kept.Count < _rows.Count)
+        {
+            if (kept.Count == 0) Release();
+            else
+            {
+                // Keep those rows, and drop the left padding every kept row has (the longest row left).
+                int past = kept.Max(r => _rows[r].Length);
+                var next = cacheRows.Select(_cache!, kept.Select(r => (long)r).ToArray(), _past - past, ref _otherBytes);
+                var rows = kept.Select(r => _rows[r]).ToList();
+                Replace(next, past);
+                _rows.Clear();
+                _rows.AddRange(rows);
+            }
+        }
+        foreach (var s in wanted)
+        {
+            if (s.Prefilled is { } own)
+            {
+                s.Prefilled = null;
+                if (_cache is null) Replace(own, s.Length);
+                else
+                {
+                    int past = Math.Max(_past, s.Length);
+                    IDeviceTensor[] next;
+                    try { next = cacheRows.Append(_cache, past - _past, own, past - s.Length, ref _otherBytes); }
+                    finally { foreach (var t in own) t.Dispose(); }
+                    Replace(next, past);
+                }
+                _rows.Add(s);
+            }
+            else if (!_rows.Contains(s))
+                throw new InvalidOperationException("An AR sequence that is not in this batch has no KV cache (an earlier step failed or it belongs to another batch); start it again.");
+        }
+    }
+
+    private void Decode()
+    {
+        int b = _rows.Count, past = _past;
         var ids = new long[b];
         var positions = new long[b * 3];
         var mask = new long[b * (past + 1)];
         for (int r = 0; r < b; r++)
         {
-            var s = batch[r];
+            var s = _rows[r];
             ids[r] = s.LastToken;
             (positions[3 * r], positions[3 * r + 1], positions[3 * r + 2]) = Layout.Position(s.Length, s.Prefix.Length);
             int pad = past - s.Length;
@@ -103,63 +175,69 @@ public sealed class ArBatch(ICompiledModel model, ArShape shape, PromptEncoder p
         };
         for (int l = 0; l < shape.Layers; l++)
         {
-            feeds[$"past_key_values.{l}.key"] = Padded(batch, l, keys: true, past);
-            feeds[$"past_key_values.{l}.value"] = Padded(batch, l, keys: false, past);
+            feeds[$"past_key_values.{l}.key"] = _cache![2 * l];
+            feeds[$"past_key_values.{l}.value"] = _cache[2 * l + 1];
         }
+        CountFeeds(feeds);
         using var outputs = model.Run(feeds);
         var logits = new float[b * shape.CodebookSize];
         outputs["logits"].CopyTo<float>(logits);
-        for (int l = 0; l < shape.Layers; l++)
-        {
-            var k = outputs[$"present.{l}.key"].ToHost();
-            var v = outputs[$"present.{l}.value"].ToHost();
-            for (int r = 0; r < b; r++)
-            {
-                // Row r's newest entry sits at index `past` of (b, kv, past + 1, hd).
-                Append(batch[r], batch[r].Keys[l], k.AsSpan<float>()[(r * kv * (past + 1) * hd)..], past, 1, past + 1, batch[r].Length);
-                Append(batch[r], batch[r].Values[l], v.AsSpan<float>()[(r * kv * (past + 1) * hd)..], past, 1, past + 1, batch[r].Length);
-            }
-        }
+        _otherBytes += 4L * logits.Length;
+        // (b, kv, past + 1, hd): row r's newest entry sits at index `past`, its padding stays on the left.
+        Replace(TakeCache(outputs), past + 1);
         for (int r = 0; r < b; r++)
         {
-            batch[r].Length++;
-            Emit(batch[r], logits.AsSpan(r * shape.CodebookSize, shape.CodebookSize));
+            _rows[r].Length++;
+            Emit(_rows[r], logits.AsSpan(r * shape.CodebookSize, shape.CodebookSize));
         }
     }
 
-    /// <summary>(b, kv, past, hd) from each sequence's cache, left-padded with zeros to <paramref name="past"/>.</summary>
-    private HostTensor Padded(List<ArSequence> batch, int layer, bool keys, int past)
-    {
-        int kv = shape.KvHeads, hd = shape.HeadDim;
-        var data = new float[batch.Count * kv * past * hd];
-        for (int r = 0; r < batch.Count; r++)
-        {
-            var s = batch[r];
-            var cache = keys ? s.Keys[layer] : s.Values[layer];
-            int pad = past - s.Length;
-            for (int h = 0; h < kv; h++)
-                cache.AsSpan(h * s.Capacity * hd, s.Length * hd).CopyTo(data.AsSpan(((r * kv + h) * past + pad) * hd));
-        }
-        return HostTensor.Create(data, batch.Count, kv, past, hd);
-    }
+    private TensorElementType CacheType { get; } =
+        model.Inputs.FirstOrDefault(i => i.Name == "past_key_values.0.key")?.ElementType ?? TensorElementType.Float32;
 
-    private void Reserve(ArSequence s, int capacity)
+    private IDeviceTensor[] TakeCache(RunOutputs outputs)
     {
-        int kv = shape.KvHeads, hd = shape.HeadDim;
+        var cache = new IDeviceTensor[2 * shape.Layers];
         for (int l = 0; l < shape.Layers; l++)
         {
-            s.Keys[l] = new float[kv * capacity * hd];
-            s.Values[l] = new float[kv * capacity * hd];
+            cache[2 * l] = outputs.Take($"present.{l}.key");
+            cache[2 * l + 1] = outputs.Take($"present.{l}.value");
         }
-        s.Capacity = capacity;
+        return cache;
     }
 
-    /// <summary>Copies rows [from, from + count) of a (kv, rows, hd) block into the cache at row <paramref name="at"/>.</summary>
-    private void Append(ArSequence s, float[] cache, ReadOnlySpan<float> source, int from, int count, int rows, int at)
+    /// <summary>Host tensors given to a run: K/V ones (none, unless a cache came from the host) and the rest.</summary>
+    private void CountFeeds(Dictionary<string, ITensorValue> feeds)
     {
-        int hd = shape.HeadDim;
-        for (int h = 0; h < shape.KvHeads; h++)
-            source.Slice((h * rows + from) * hd, count * hd).CopyTo(cache.AsSpan((h * s.Capacity + at) * hd));
+        foreach (var (name, value) in feeds)
+            if (value is HostTensor host)
+            {
+                long bytes = host.ElementCount * host.ElementType.SizeOf();
+                if (name.StartsWith("past_key_values.", StringComparison.Ordinal)) _kvBytes += bytes; else _otherBytes += bytes;
+            }
+    }
+
+    private void Replace(IDeviceTensor[] cache, int past)
+    {
+        if (_cache is not null && !ReferenceEquals(_cache, cache)) foreach (var t in _cache) t.Dispose();
+        _cache = cache;
+        _past = past;
+    }
+
+    /// <summary>Frees the device batch; its sequences leave it.</summary>
+    private void Release()
+    {
+        if (_cache is not null) foreach (var t in _cache) t.Dispose();
+        _cache = null;
+        _past = 0;
+        _rows.Clear();
+    }
+
+    private static void DisposePrefilled(ArSequence s)
+    {
+        if (s.Prefilled is null) return;
+        foreach (var t in s.Prefilled) t.Dispose();
+        s.Prefilled = null;
     }
 
     private void Emit(ArSequence s, ReadOnlySpan<float> logits)
@@ -170,4 +248,10 @@ public sealed class ArBatch(ICompiledModel model, ArShape shape, PromptEncoder p
         s.LastToken = prompts.Vocabulary.Visual(token);
         s.Done++;
     }
+
+    /// <summary>Frees the device batch: every sequence in it leaves (and cannot continue).</summary>
+    public void Clear() => Release();
+
+    /// <summary>Frees the device batch (not the models, which belong to the generator).</summary>
+    public void Dispose() => Release();
 }

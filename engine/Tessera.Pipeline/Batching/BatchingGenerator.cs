@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 
 namespace Tessera.Pipeline.Batching;
 
@@ -34,42 +35,115 @@ public sealed class QueueFullException(int capacity, TimeSpan retryAfter)
     public TimeSpan RetryAfter { get; } = retryAfter;
 }
 
-/// <summary>Counters for /metrics: queue depth, batch sizes, per-stage latency, tokens.</summary>
-public sealed class BatchingMetrics
+/// <summary>
+/// The serving metrics of one queue (queue depth, active requests, outcomes, batch sizes, per-stage latency, tokens),
+/// published as System.Diagnostics.Metrics instruments on <see cref="Meter"/> (name <see cref="MeterName"/>, scope this
+/// object, so several queues in one process stay apart) for any listener: OpenTelemetry, dotnet-counters, or the
+/// server's Prometheus endpoint. The queue also reads a few of them back (queue depth, mean latency for Retry-After).
+/// </summary>
+public sealed class BatchingMetrics : IDisposable
 {
-    private long _arSteps, _arRows, _decoderSteps, _decoderImages, _tokens, _completed, _failed, _cancelled, _rejected;
+    /// <summary>The meter's name; with the instruments' names it gives the Prometheus names (tessera_queue_depth, …).</summary>
+    public const string MeterName = "tessera";
+
+    /// <summary>Request outcomes counted by <see cref="RecordRequest"/>.</summary>
+    public static readonly string[] RequestOutcomes = ["completed", "failed", "cancelled", "rejected", "invalid", "timeout"];
+
+    /// <summary>Bucket bounds of the batch-size histograms.</summary>
+    public static readonly int[] BatchSizeBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+    private long _tokens, _completed, _failed, _cancelled, _rejected;
     private readonly object _gate = new();
     private readonly Dictionary<string, (double Sum, long Count)> _latency = new();
-    private readonly SortedDictionary<int, long> _arBatchSizes = new(), _decoderBatchSizes = new();
+    private int _largestAr, _largestDecoder;
     private double _arBusy;
+    private readonly Histogram<int> _arBatch, _decoderBatch;
+    private readonly Histogram<double> _stageLatency;
+    private long _arSteps, _arRows, _decoderSteps, _decoderImages;
+    private long _arHostBytesKv, _arHostBytesOther, _arCountedSteps;
 
     internal int QueueDepthNow;
     internal int ArActive, DecoderActive;
+
+    public BatchingMetrics()
+    {
+        Meter = new Meter(new MeterOptions(MeterName) { Scope = this });
+        Meter.CreateObservableGauge("queue_depth", () => QueueDepth, description: "Requests waiting to start.");
+        Meter.CreateObservableGauge("active_requests", () => new[]
+        {
+            new Measurement<int>(Volatile.Read(ref ArActive), new KeyValuePair<string, object?>("stage", "ar")),
+            new Measurement<int>(Volatile.Read(ref DecoderActive), new KeyValuePair<string, object?>("stage", "decoder")),
+        }, description: "Requests in a stage.");
+        Meter.CreateObservableCounter("requests_total", () => RequestOutcomes.Select(o => new Measurement<long>(Requests(o), new KeyValuePair<string, object?>("outcome", o))),
+            description: "API requests by outcome (one request may ask for several images).");
+        Meter.CreateObservableCounter("images_total", () => new[]
+        {
+            Outcome(Completed, "completed"), Outcome(Failed, "failed"), Outcome(Cancelled, "cancelled"), Outcome(Rejected, "rejected"),
+        }, description: "Images by outcome.");
+        _arBatch = Meter.CreateHistogram("ar_batch_size", unit: null, description: "Requests per AR step.", tags: null,
+            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = BatchSizeBuckets });
+        _decoderBatch = Meter.CreateHistogram("decoder_batch_size", unit: null, description: "Images per decoder step.", tags: null,
+            advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = BatchSizeBuckets });
+        _stageLatency = Meter.CreateHistogram<double>("stage_latency_seconds", unit: "s", description: "Per-request time in each stage (queue, ar, decoder, total).");
+        Meter.CreateObservableCounter("ar_tokens_total", () => Interlocked.Read(ref _tokens), description: "Visual tokens generated.");
+        Meter.CreateObservableGauge("ar_host_bytes_per_step", () => new[]
+        {
+            new Measurement<double>(ArHostBytesPerStep(kvCache: true) ?? 0, new KeyValuePair<string, object?>("kind", "kv_cache")),
+            new Measurement<double>(ArHostBytesPerStep(kvCache: false) ?? 0, new KeyValuePair<string, object?>("kind", "other")),
+        }, unit: "By", description: "Mean bytes copied between host and device memory per AR decode step: the KV cache (stays on the device) and the rest (ids, positions, mask, logits).");
+        Meter.CreateObservableGauge("ar_tokens_per_second", () => { lock (_gate) return _arBusy > 0 ? Interlocked.Read(ref _tokens) / _arBusy : 0; },
+            description: "Visual tokens per second of AR compute.");
+    }
+
+    private static Measurement<long> Outcome(long value, string outcome) => new(value, new KeyValuePair<string, object?>("outcome", outcome));
+
+    /// <summary>The instruments (see the class summary). Disposed with this object.</summary>
+    public Meter Meter { get; }
 
     public int QueueDepth => Volatile.Read(ref QueueDepthNow);
     public long Completed => Interlocked.Read(ref _completed);
     public long Rejected => Interlocked.Read(ref _rejected);
     public long Cancelled => Interlocked.Read(ref _cancelled);
     public long Failed => Interlocked.Read(ref _failed);
+    /// <summary>Mean requests per AR step and images per decoder step so far (0 before the first).</summary>
+    public double MeanArBatch => Interlocked.Read(ref _arSteps) is var n and > 0 ? (double)Interlocked.Read(ref _arRows) / n : 0;
+    public double MeanDecoderBatch => Interlocked.Read(ref _decoderSteps) is var n and > 0 ? (double)Interlocked.Read(ref _decoderImages) / n : 0;
     /// <summary>Largest AR and decoder batches seen so far.</summary>
-    public int LargestArBatch { get { lock (_gate) return _arBatchSizes.Count == 0 ? 0 : _arBatchSizes.Keys.Max(); } }
-    public int LargestDecoderBatch { get { lock (_gate) return _decoderBatchSizes.Count == 0 ? 0 : _decoderBatchSizes.Keys.Max(); } }
+    public int LargestArBatch => Volatile.Read(ref _largestAr);
+    public int LargestDecoderBatch => Volatile.Read(ref _largestDecoder);
 
-    internal void ArStep(int rows, double seconds)
+    internal void ArStep(int rows, double seconds, ArBatch.StepHostBytes? hostBytes = null)
     {
         Interlocked.Increment(ref _arSteps); Interlocked.Add(ref _arRows, rows); Interlocked.Add(ref _tokens, rows);
-        lock (_gate) { _arBatchSizes[rows] = _arBatchSizes.GetValueOrDefault(rows) + 1; _arBusy += seconds; }
+        lock (_gate)
+        {
+            _largestAr = Math.Max(_largestAr, rows); _arBusy += seconds;
+            if (hostBytes is { } b) { _arHostBytesKv += b.KvCache; _arHostBytesOther += b.Other; _arCountedSteps++; }
+        }
+        _arBatch.Record(rows);
+    }
+
+    /// <summary>
+    /// Mean bytes copied between host and device memory per AR step (one batched decode run, with the prefills and
+    /// joins before it): of the KV cache (0: it stays on the device), or of everything else (token ids, positions,
+    /// mask, logits, row indices). Null before the first step.
+    /// </summary>
+    public double? ArHostBytesPerStep(bool kvCache)
+    {
+        lock (_gate) return _arCountedSteps == 0 ? null : (double)(kvCache ? _arHostBytesKv : _arHostBytesOther) / _arCountedSteps;
     }
 
     internal void DecoderStep(int images)
     {
         Interlocked.Increment(ref _decoderSteps); Interlocked.Add(ref _decoderImages, images);
-        lock (_gate) _decoderBatchSizes[images] = _decoderBatchSizes.GetValueOrDefault(images) + 1;
+        lock (_gate) _largestDecoder = Math.Max(_largestDecoder, images);
+        _decoderBatch.Record(images);
     }
 
     internal void Observe(string stage, TimeSpan t)
     {
         lock (_gate) { var (s, c) = _latency.GetValueOrDefault(stage); _latency[stage] = (s + t.TotalSeconds, c + 1); }
+        _stageLatency.Record(t.TotalSeconds, new KeyValuePair<string, object?>("stage", stage));
     }
 
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _requests = new(StringComparer.Ordinal);
@@ -91,45 +165,7 @@ public sealed class BatchingMetrics
     /// <summary>Mean latency of a stage in seconds (queue, ar, decoder, total), or null before the first request.</summary>
     public double? MeanLatency(string stage) { lock (_gate) return _latency.TryGetValue(stage, out var v) && v.Count > 0 ? v.Sum / v.Count : null; }
 
-    /// <summary>Prometheus text exposition format.</summary>
-    public string ToPrometheus()
-    {
-        var w = new System.Text.StringBuilder();
-        void Metric(string name, string type, string help, IEnumerable<(string Labels, double Value)> values)
-        {
-            w.Append("# HELP ").Append(name).Append(' ').AppendLine(help).Append("# TYPE ").Append(name).Append(' ').AppendLine(type);
-            foreach (var (labels, value) in values) w.Append(name).Append(labels).Append(' ').AppendLine(value.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
-        }
-        lock (_gate)
-        {
-            Metric("tessera_queue_depth", "gauge", "Requests waiting to start.", [("", QueueDepth)]);
-            Metric("tessera_active_requests", "gauge", "Requests in a stage.", [("{stage=\"ar\"}", ArActive), ("{stage=\"decoder\"}", DecoderActive)]);
-            Metric("tessera_requests_total", "counter", "API requests by outcome (one request may ask for several images).",
-                new[] { "completed", "failed", "cancelled", "rejected", "invalid", "timeout" }.Select(o => ($"{{outcome=\"{o}\"}}", (double)Requests(o))));
-            Metric("tessera_images_total", "counter", "Images by outcome.",
-                [("{outcome=\"completed\"}", Completed), ("{outcome=\"failed\"}", Failed), ("{outcome=\"cancelled\"}", Cancelled), ("{outcome=\"rejected\"}", Rejected)]);
-            Metric("tessera_ar_batch_size", "histogram", "Requests per AR step.", Histogram(_arBatchSizes));
-            Metric("tessera_decoder_batch_size", "histogram", "Images per decoder step.", Histogram(_decoderBatchSizes));
-            Metric("tessera_stage_latency_seconds", "summary", "Per-request time in each stage.",
-                _latency.SelectMany(kv => new[] { ($"_sum{{stage=\"{kv.Key}\"}}", kv.Value.Sum), ($"_count{{stage=\"{kv.Key}\"}}", (double)kv.Value.Count) }));
-            Metric("tessera_ar_tokens_total", "counter", "Visual tokens generated.", [("", Interlocked.Read(ref _tokens))]);
-            Metric("tessera_ar_tokens_per_second", "gauge", "Visual tokens per second of AR compute.", [("", _arBusy > 0 ? Interlocked.Read(ref _tokens) / _arBusy : 0)]);
-        }
-        return w.ToString();
-    }
-
-    private static IEnumerable<(string, double)> Histogram(SortedDictionary<int, long> sizes)
-    {
-        long cumulative = 0;
-        foreach (var le in new[] { 1, 2, 4, 8, 16, 32, 64, 128, 256 })
-        {
-            cumulative = sizes.Where(kv => kv.Key <= le).Sum(kv => kv.Value);
-            yield return ($"_bucket{{le=\"{le}\"}}", cumulative);
-        }
-        yield return ("_bucket{le=\"+Inf\"}", sizes.Values.Sum());
-        yield return ("_sum", sizes.Sum(kv => (double)kv.Key * kv.Value));
-        yield return ("_count", sizes.Values.Sum());
-    }
+    public void Dispose() => Meter.Dispose();
 }
 
 /// <summary>
@@ -176,6 +212,8 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
 
     public BatchingOptions Options { get; }
     public BatchingMetrics Metrics { get; } = new();
+    /// <summary>Test hook: while reset, the AR stage waits before taking queued requests into its next step, so a test can queue several and start them as one batch.</summary>
+    internal ManualResetEventSlim ArStart { get; } = new(initialState: true);
     public ImageGenerator Generator => _generator;
     ModelPackage IImageQueue.Package => _generator.Package;
     string IImageQueue.ArPlacement => _generator.ArDevice.ToString();
@@ -216,8 +254,11 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                 if (active.Count == 0)
                 {
                     _arSignal.Wait(_stop.Token);
-                    if (Options.Window > TimeSpan.Zero) Thread.Sleep(Options.Window); // let simultaneous requests join the first step
+                    // Let simultaneous requests join the first step, but only when others are about: a request that
+                    // finds the whole server idle (concurrency 1) starts at once.
+                    if (Options.Window > TimeSpan.Zero && OthersInFlight()) Thread.Sleep(Options.Window);
                 }
+                ArStart.Wait(_stop.Token);
                 while (active.Count < Options.MaxArBatch && _queue.TryDequeue(out var w))
                 {
                     Interlocked.Decrement(ref Metrics.QueueDepthNow);
@@ -234,19 +275,24 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                 }
                 Interlocked.Exchange(ref Metrics.ArActive, active.Count);
                 DropCancelled(active);
-                if (active.Count == 0) continue;
+                if (active.Count == 0)
+                {
+                    _ar.Clear(); // the cancelled requests' cache rows
+                    continue;
+                }
 
                 var watch = Stopwatch.StartNew();
+                ArBatch.StepHostBytes hostBytes;
                 try
                 {
-                    _ar.Step(active.Select(w => w.Sequence!).ToList());
+                    hostBytes = _ar.Step(active.Select(w => w.Sequence!).ToList());
                 }
                 catch (Exception e)
                 {
                     FailAll(active, e);
                     continue;
                 }
-                Metrics.ArStep(active.Count, watch.Elapsed.TotalSeconds);
+                Metrics.ArStep(active.Count, watch.Elapsed.TotalSeconds, hostBytes);
                 foreach (var w in active.ToList())
                 {
                     var s = w.Sequence!;
@@ -266,8 +312,13 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
         finally
         {
             foreach (var w in active) w.Result.TrySetCanceled();
+            _ar.Dispose();
         }
     }
+
+    /// <summary>Whether any request besides the one that woke the AR loop is queued or in the decoder.</summary>
+    private bool OthersInFlight() =>
+        Volatile.Read(ref Metrics.QueueDepthNow) > 1 || Volatile.Read(ref Metrics.DecoderActive) > 0 || !_toDecoder.IsEmpty;
 
     private void DecoderLoop()
     {
@@ -376,5 +427,6 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
         while (_queue.TryDequeue(out var w)) w.Result.TrySetCanceled();
         while (_toDecoder.TryDequeue(out var w)) w.Result.TrySetCanceled();
         _stop.Dispose();
+        Metrics.Dispose();
     }
 }

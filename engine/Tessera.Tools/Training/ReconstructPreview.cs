@@ -1,4 +1,5 @@
 using Tessera.Data;
+using Tessera.Datasets;
 using Tessera.Models.Training;
 using static TorchSharp.torch;
 using Tessera.Cli;

@@ -46,8 +46,8 @@ public sealed partial class PromptEncoder
         var ids = new SortedSet<int>();
         foreach (var text in Palette.Colors)
             foreach (var bg in Palette.Colors)
-                foreach (var shape in SampleGenerator.Shapes.Append(null))
-                    foreach (var id in Tokenize(StripQuotes(SampleGenerator.Caption("X", text, bg, shape, shape is null ? null : text)).Prose))
+                foreach (var shape in Captions.Shapes.Append(null))
+                    foreach (var id in Tokenize(StripQuotes(Captions.For("X", text, bg, shape, shape is null ? null : text)).Prose))
                         ids.Add(id);
         return new PromptEncoder(ids.ToList(), codebookSize);
     }

@@ -1,4 +1,5 @@
 using Tessera.Data;
+using Tessera.Datasets;
 using Tessera.Data.Prompting;
 using Tessera.Models.Ar;
 using static TorchSharp.torch;

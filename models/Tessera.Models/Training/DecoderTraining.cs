@@ -1,4 +1,5 @@
 using Tessera.Data;
+using Tessera.Datasets;
 using Tessera.Models.Dit;
 using static TorchSharp.torch;
 
@@ -101,7 +102,7 @@ public static class DecoderTraining
         var rows = new (DataSample, int[])[n];
         Parallel.For(0, n, i => rows[i] = (generator.Sample(DataSplit.Train, i), tokens.Codes(i)));
         Directory.CreateDirectory(outDir);
-        TextPlacement.Measure(rows, tokens.Grid, tokens.CodebookSize).Save(path);
+        TextPlacementTable.Measure(rows, tokens.Grid, tokens.CodebookSize).Save(path);
         log.WriteLine($"wrote {path} (text coverage of {tokens.CodebookSize} visual tokens over {n} samples)");
     }
 }

@@ -1,4 +1,5 @@
 using Tessera.Data;
+using Tessera.Datasets;
 using static TorchSharp.torch;
 
 namespace Tessera.Models.Training;

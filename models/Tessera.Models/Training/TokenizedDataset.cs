@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Tessera.Data;
+using Tessera.Datasets;
 using Tessera.Models.Vq;
 using static TorchSharp.torch;
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using Tessera.Data;
+using Tessera.Datasets;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,4 +1,5 @@
 using Tessera.Data;
+using Tessera.Datasets;
 using Tessera.Models.Vq;
 using static TorchSharp.torch;
 
