@@ -59,6 +59,10 @@ public sealed class InstallTests
         Assert.IsTrue(size < InferenceInstallLimitBytes, $"the inference install is {size / (1024.0 * 1024):F0} MB; it must stay under 200 MB");
         var torch = files.Where(f => Path.GetFileName(f).Contains("torch", StringComparison.OrdinalIgnoreCase)).ToArray();
         Assert.AreEqual(0, torch.Length, "no TorchSharp or libtorch file in the inference install: " + string.Join(", ", torch));
+        // The GPU onnxruntime is installed into the cuda plugin when wanted (tessera plugin install cuda), never shipped.
+        Assert.IsTrue(files.Any(f => f.EndsWith("/plugins/cuda/native-package.json", StringComparison.Ordinal)), "the cuda plugin says what it can install");
+        var gpu = files.Where(f => Path.GetFileName(f).StartsWith("libonnxruntime_providers_cuda", StringComparison.Ordinal) || f.Contains("/plugins/cuda/native/", StringComparison.Ordinal)).ToArray();
+        Assert.AreEqual(0, gpu.Length, "no GPU onnxruntime in the base install: " + string.Join(", ", gpu));
 
         var empty = NewEmptyDir("empty");
         var tessera = Path.Combine(Inference, "tessera");

@@ -14,7 +14,9 @@ namespace Tessera.Cli.Bench;
 /// </summary>
 public static class GenerateBenchmark
 {
-    public static JsonObject Run(EngineOptions baseOptions, ModelPackage package, int repeats, int prompts, TextWriter? log)
+    /// <param name="device">Where the single-device measurements run (default cpu:0; e.g. cuda:0). The pipelining
+    /// comparison always splits the CPU into cpu:0 + cpu:1.</param>
+    public static JsonObject Run(EngineOptions baseOptions, ModelPackage package, int repeats, int prompts, TextWriter? log, string device = "cpu:0")
     {
         const string prompt = "the word \"MOON\" in red on a yellow background";
         int cores = Environment.ProcessorCount;
@@ -22,7 +24,7 @@ public static class GenerateBenchmark
         var two = Clone(baseOptions, devices: 2, threads: Math.Max(1, cores / 2));
         using var engineOne = new TesseraEngine(one);
         using var engineTwo = new TesseraEngine(two);
-        using var single = new ImageGenerator(engineOne, package, "cpu:0", "cpu:0");
+        using var single = new ImageGenerator(engineOne, package, device, device);
         using var split = new ImageGenerator(engineTwo, package, "cpu:0", "cpu:1");
         single.Generate(new GenerationRequest(prompt)); // warm-up
         split.Generate(new GenerationRequest(prompt));
@@ -54,11 +56,12 @@ public static class GenerateBenchmark
         PipelinedGeneration.Run(split, requests);
         double pipelined = watch.Elapsed.TotalSeconds;
 
-        var limits = DecoderLimits.Measure(engineOne, "cpu:0", single, target, encoded.Glyphs, repeats, log);
+        var limits = DecoderLimits.Measure(engineOne, device, single, target, encoded.Glyphs, repeats, log);
 
         var result = new JsonObject
         {
             ["benchmark"] = "generate",
+            ["device"] = device,
             ["model"] = package.Manifest.Name,
             ["repeats"] = repeats,
             ["latencyMs"] = new JsonObject

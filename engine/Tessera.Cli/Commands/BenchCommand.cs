@@ -47,12 +47,13 @@ public static class BenchCommand
         var model = new Option<DirectoryInfo?>("--model") { Description = "Model package (default: the shipped one)." };
         var repeats = new Option<int>("--repeats") { Description = "Runs per measurement; medians are reported (default 3).", DefaultValueFactory = _ => 3 };
         var prompts = new Option<int>("--prompts") { Description = "Prompts for the pipelining comparison (default 8).", DefaultValueFactory = _ => 8 };
-        var cmd = new Command("generate", "End-to-end latency and stage split; KV cache, CFG batching and two-device pipelining, each against its baseline.") { json, model, repeats, prompts };
+        var device = new Option<string>("--device") { Description = "Device for the end-to-end, KV-cache, CFG and decoder-limit measurements (default cpu:0; e.g. cuda:0). The pipelining comparison always uses cpu:0 + cpu:1.", DefaultValueFactory = _ => "cpu:0" };
+        var cmd = new Command("generate", "End-to-end latency and stage split; KV cache, CFG batching and two-device pipelining, each against its baseline.") { json, model, repeats, prompts, device };
         cmd.SetAction(parse => CliErrors.Run(() =>
         {
             if (parse.GetValue(repeats) < 1 || parse.GetValue(prompts) < 2) throw new ArgumentException("--repeats must be at least 1 and --prompts at least 2.");
             var package = Tessera.Pipeline.ModelPackage.Open(parse.GetValue(model)?.FullName ?? Tessera.Pipeline.ModelPackage.DefaultDirectory());
-            var result = Bench.GenerateBenchmark.Run(GlobalOptions.Build(parse), package, parse.GetValue(repeats), parse.GetValue(prompts), parse.GetValue(json) ? null : Console.Error);
+            var result = Bench.GenerateBenchmark.Run(GlobalOptions.Build(parse), package, parse.GetValue(repeats), parse.GetValue(prompts), parse.GetValue(json) ? null : Console.Error, parse.GetValue(device)!);
             Console.WriteLine(parse.GetValue(json) ? result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) : Bench.GenerateBenchmark.Table(result));
             return 0;
         }));

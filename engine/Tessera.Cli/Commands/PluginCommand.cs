@@ -34,7 +34,7 @@ public static class PluginCommand
             var dir = parse.GetValue(folder) ?? throw new ArgumentException("Give the plugin folder to verify (or --list-ops / --dump-graphs).");
             return Verify(dir, parse.GetValue(device), parse.GetValue(model), parse.GetValue(noModels), parse.GetValue(scale), parse.GetValue(json), parse);
         }));
-        return new Command("plugin", "Work with hardware plugins (see docs/writing-a-plugin.md).") { verify };
+        return new Command("plugin", "Work with hardware plugins (see docs/writing-a-plugin.md).") { verify, PluginInstallCommand.Create() };
     }
 
     /// <summary>The op-level cases and, unless <paramref name="noModels"/>, the model package's graphs.</summary>

@@ -69,12 +69,51 @@ public static unsafe class OrtNativeApi
 
     private static (IntPtr, IntPtr, string) Load()
     {
-        // Make sure the managed package has loaded its native library, then resolve it the way it did.
+        // Make sure the managed package has loaded its native library, then take that very library. Resolving
+        // "onnxruntime" again by name would bypass a DllImport resolver (the host's TESSERA_ONNXRUNTIME or a plugin's
+        // installed GPU build) and map the packaged CPU build as a second copy; so ask the managed package's own
+        // P/Invoke for OrtGetApiBase, and find the library that address lives in.
         _ = OrtEnv.Instance();
-        var library = NativeLibrary.Load("onnxruntime", typeof(OrtEnv).Assembly, null);
+        var library = LibraryOfManagedPackage() ?? NativeLibrary.Load("onnxruntime", typeof(OrtEnv).Assembly, null);
         var (api, version) = ReadApiBase(library, "onnxruntime");
         return (library, api, version);
     }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct DlInfo
+    {
+        public IntPtr FileName, BaseAddress, SymbolName, SymbolAddress;
+    }
+
+    [DllImport("libc", EntryPoint = "dladdr")]
+    private static extern int DlAddr(IntPtr address, out DlInfo info);
+
+    /// <summary>Path of the native library the managed package's P/Invokes are bound to, or null where that cannot be told.</summary>
+    public static string? ManagedPackageLibraryPath()
+    {
+        try
+        {
+            var method = typeof(OrtEnv).Assembly.GetType("Microsoft.ML.OnnxRuntime.NativeMethods")
+                ?.GetMethod("OrtGetApiBase", BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic, Type.EmptyTypes);
+            // Older packages return OrtApiBase* (IntPtr); newer ones `ref OrtApiBase`, which reflection hands back as the
+            // struct: its GetApi is a function inside the library. Either address tells which file it is.
+            var address = method?.Invoke(null, null) switch
+            {
+                IntPtr p => p,
+                { } apiBase when apiBase.GetType().GetField("GetApi")?.GetValue(apiBase) is IntPtr getApi => getApi,
+                _ => IntPtr.Zero,
+            };
+            if (address == IntPtr.Zero || DlAddr(address, out var info) == 0 || info.FileName == IntPtr.Zero) return null;
+            return Marshal.PtrToStringUTF8(info.FileName);
+        }
+        catch (Exception e) when (e is TargetInvocationException or DllNotFoundException or EntryPointNotFoundException or MemberAccessException or NotSupportedException)
+        {
+            return null;
+        }
+    }
+
+    private static IntPtr? LibraryOfManagedPackage() =>
+        ManagedPackageLibraryPath() is { Length: > 0 } path && NativeLibrary.TryLoad(path, out var handle) ? handle : null;
 
     /// <summary>Reads <c>OrtGetApiBase</c> of a native onnxruntime: its API table and version string.</summary>
     public static (IntPtr Api, string Version) ReadApiBase(IntPtr library, string description)
