@@ -15,7 +15,11 @@ namespace Tessera.Cluster;
 /// </summary>
 public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
 {
-    private sealed record Node(NodeInfo Info, CancellationTokenSource Dead);
+    /// <param name="Missed">Refreshes in a row the node has not answered (a busy node on a loaded machine can miss one).</param>
+    private sealed record Node(NodeInfo Info, CancellationTokenSource Dead, int Missed = 0);
+
+    /// <summary>Refreshes in a row a node may miss before it is taken for dead while membership still lists it.</summary>
+    public const int MissedAnswersAllowed = 3;
 
     private readonly ClusterClient _client;
     private readonly string _modelHash;
@@ -74,20 +78,28 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
     public async Task RefreshAsync()
     {
         IEnumerable<string> silos;
-        try { silos = await _client.ActiveSilosAsync().WaitAsync(NodeAnswerTimeout); }
+        HashSet<string>? members = null;
+        try { silos = await _client.ActiveSilosAsync().WaitAsync(NodeAnswerTimeout); members = new HashSet<string>(silos, StringComparer.Ordinal); }
         catch (Exception) { silos = []; } // the management grain may be on a dead node until membership moves it
         var all = silos.Concat(_nodes.Keys).Distinct(StringComparer.Ordinal).ToList();
         var infos = await _client.NodesAsync(NodeAnswerTimeout, all);
         var alive = infos.ToDictionary(i => i.Silo, StringComparer.Ordinal);
         foreach (var (silo, node) in _nodes)
-            if (!alive.ContainsKey(silo) && _nodes.TryRemove(silo, out _))
+        {
+            if (alive.ContainsKey(silo)) continue;
+            // Not answering: dead when membership no longer lists it, or after several refreshes in a row without an
+            // answer (a SIGKILLed node stays a member until the membership timeout; a busy one answers late once).
+            bool gone = members is not null && members.Count > 0 && !members.Contains(silo);
+            if (!gone && node.Missed + 1 < MissedAnswersAllowed) { _nodes[silo] = node with { Missed = node.Missed + 1 }; continue; }
+            if (_nodes.TryRemove(silo, out _))
             {
                 _log.WriteLine($"cluster: node {node.Info.Name} ({silo}) stopped answering; its requests re-run elsewhere");
                 node.Dead.Cancel();
             }
+        }
         foreach (var info in infos)
         {
-            if (_nodes.TryGetValue(info.Silo, out var known)) _nodes[info.Silo] = known with { Info = info };
+            if (_nodes.TryGetValue(info.Silo, out var known)) _nodes[info.Silo] = known with { Info = info, Missed = 0 };
             else if (_nodes.TryAdd(info.Silo, new Node(info, new CancellationTokenSource())))
                 _log.WriteLine($"cluster: node {info.Name} ({info.Silo}) joined, stages {string.Join(",", info.Stages)}");
         }
