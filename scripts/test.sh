@@ -18,12 +18,16 @@ esac
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet build Engine.sln -c "$config" -nologo -v q
 
+# One test project at a time: InstallTests packs the tools (rebuilding their outputs in place) while other projects
+# run `tessera` and `tessera-tools` from those outputs, and the cluster tests start processes from them.
+parallel=(--max-parallel-test-modules 1)
+
 log=$(mktemp)
 set +e
 if [ -n "$filter" ]; then
-  dotnet test --solution Engine.sln -c "$config" --no-build --filter "$filter" 2>&1 | tee "$log"
+  dotnet test --solution Engine.sln -c "$config" --no-build "${parallel[@]}" --filter "$filter" 2>&1 | tee "$log"
 else
-  dotnet test --solution Engine.sln -c "$config" --no-build 2>&1 | tee "$log"
+  dotnet test --solution Engine.sln -c "$config" --no-build "${parallel[@]}" 2>&1 | tee "$log"
 fi
 code=${PIPESTATUS[0]}
 set -e
