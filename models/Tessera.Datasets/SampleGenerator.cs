@@ -9,8 +9,6 @@ namespace Tessera.Datasets;
 /// </summary>
 public sealed class SampleGenerator
 {
-    /// <summary>The shapes a sample can carry (<see cref="Captions.Shapes"/>).</summary>
-    public static IReadOnlyList<string> Shapes => Captions.Shapes;
 
     /// <param name="seed">Dataset seed.</param>
     /// <param name="size">Image size in pixels (square). Default 64.</param>
@@ -52,9 +50,6 @@ public sealed class SampleGenerator
         return Render(word.ToUpperInvariant(), text, background, shape, shapeColor, ref rng);
     }
 
-    /// <summary>The caption for a sample's contents (<see cref="Captions.For"/>).</summary>
-    public static string Caption(string word, NamedColor text, NamedColor background, string? shape, NamedColor? shapeColor) =>
-        Captions.For(word, text, background, shape, shapeColor);
 
     private DataSample Render(string word, NamedColor text, NamedColor background, string? shape, NamedColor? shapeColor, ref SplitMix64 rng)
     {
@@ -109,6 +104,6 @@ public sealed class SampleGenerator
             rgb[j + 1] = rgba[i + 1];
             rgb[j + 2] = rgba[i + 2];
         }
-        return new DataSample(word, Caption(word, text, background, shape, shapeColor), text, background, shape, shapeColor, s, rgb) { Layout = layout };
+        return new DataSample(word, Captions.For(word, text, background, shape, shapeColor), text, background, shape, shapeColor, s, rgb) { Layout = layout };
     }
 }

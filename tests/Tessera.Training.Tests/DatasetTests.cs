@@ -59,7 +59,7 @@ public sealed class DatasetTests
             Assert.IsTrue(NamedColor.Contrast(s.Text, s.Background) >= Palette.MinContrast);
         }
         Assert.AreEqual("the word \"MOON\" in red on an orange background with a blue circle",
-            SampleGenerator.Caption("MOON", Palette.Colors[0], Palette.Colors.Single(c => c.Name == "orange"), "circle", Palette.Colors[2]));
+            Captions.For("MOON", Palette.Colors[0], Palette.Colors.Single(c => c.Name == "orange"), "circle", Palette.Colors[2]));
     }
 
     private static int Sq(int v) => v * v;
