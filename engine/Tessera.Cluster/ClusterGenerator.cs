@@ -15,11 +15,16 @@ namespace Tessera.Cluster;
 /// </summary>
 public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
 {
-    /// <param name="Missed">Refreshes in a row the node has not answered (a busy node on a loaded machine can miss one).</param>
-    private sealed record Node(NodeInfo Info, CancellationTokenSource Dead, int Missed = 0);
+    /// <param name="LastAnswerUtc">When the node last answered an info call.</param>
+    /// <param name="Suspect">A call to it failed in Orleans (connection refused, silo unavailable) and it has not
+    /// answered since: new work goes to other nodes while there are any, but it is not dropped for that alone.</param>
+    private sealed record Node(NodeInfo Info, CancellationTokenSource Dead, DateTime LastAnswerUtc, bool Suspect = false);
 
-    /// <summary>Refreshes in a row a node may miss before it is taken for dead while membership still lists it.</summary>
-    public const int MissedAnswersAllowed = 3;
+    /// <summary>
+    /// How long a node membership still lists may go without answering before it is taken for dead. Time, not a count
+    /// of refreshes: refreshes also run when a call fails, and a burst of them must not drop a busy but healthy node.
+    /// </summary>
+    public static readonly TimeSpan SilentLimit = TimeSpan.FromSeconds(10);
 
     private readonly ClusterClient _client;
     private readonly string _modelHash;
@@ -27,6 +32,8 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
     private readonly ConcurrentDictionary<string, Node> _nodes = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _refreshGate = new();
+    private Task? _refreshing;
     private readonly Task _watch;
     private int _inSystem;
     private long _reruns;
@@ -74,8 +81,20 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
         }
     }
 
-    /// <summary>Asks the members (and every node known so far) for their info; a node that does not answer is dropped.</summary>
-    public async Task RefreshAsync()
+    /// <summary>
+    /// Asks the members (and every node known so far) for their info; a node is dropped when membership no longer
+    /// lists it or it has been silent for <see cref="SilentLimit"/>. Callers at the same time share one refresh.
+    /// </summary>
+    public Task RefreshAsync()
+    {
+        lock (_refreshGate)
+        {
+            if (_refreshing is { IsCompleted: false } running) return running;
+            return _refreshing = RefreshOnceAsync();
+        }
+    }
+
+    private async Task RefreshOnceAsync()
     {
         IEnumerable<string> silos;
         HashSet<string>? members = null;
@@ -84,13 +103,14 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
         var all = silos.Concat(_nodes.Keys).Distinct(StringComparer.Ordinal).ToList();
         var infos = await _client.NodesAsync(NodeAnswerTimeout, all);
         var alive = infos.ToDictionary(i => i.Silo, StringComparer.Ordinal);
+        var now = DateTime.UtcNow;
         foreach (var (silo, node) in _nodes)
         {
             if (alive.ContainsKey(silo)) continue;
-            // Not answering: dead when membership no longer lists it, or after several refreshes in a row without an
-            // answer (a SIGKILLed node stays a member until the membership timeout; a busy one answers late once).
+            // Not answering: dead when membership no longer lists it, or when silent too long (a SIGKILLed node stays
+            // a member until the membership timeout; a busy one on a loaded machine answers late now and then).
             bool gone = members is not null && members.Count > 0 && !members.Contains(silo);
-            if (!gone && node.Missed + 1 < MissedAnswersAllowed) { _nodes[silo] = node with { Missed = node.Missed + 1 }; continue; }
+            if (!gone && now - node.LastAnswerUtc < SilentLimit) continue;
             if (_nodes.TryRemove(silo, out _))
             {
                 _log.WriteLine($"cluster: node {node.Info.Name} ({silo}) stopped answering; its requests re-run elsewhere");
@@ -99,8 +119,8 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
         }
         foreach (var info in infos)
         {
-            if (_nodes.TryGetValue(info.Silo, out var known)) _nodes[info.Silo] = known with { Info = info, Missed = 0 };
-            else if (_nodes.TryAdd(info.Silo, new Node(info, new CancellationTokenSource())))
+            if (_nodes.TryGetValue(info.Silo, out var known)) _nodes[info.Silo] = known with { Info = info, LastAnswerUtc = now, Suspect = false };
+            else if (_nodes.TryAdd(info.Silo, new Node(info, new CancellationTokenSource(), now)))
                 _log.WriteLine($"cluster: node {info.Name} ({info.Silo}) joined, stages {string.Join(",", info.Stages)}");
         }
     }
@@ -189,6 +209,8 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
             if (candidates.Count == 0)
                 throw new QueueFullException(serving.Sum(n => n.Info.Workers.Where(w => w.Stage == stage).Sum(w => w.Capacity)), TimeSpan.FromSeconds(Math.Max(1, Math.Ceiling(Metrics.MeanLatency("total") ?? 1))));
             if (attempt > 20) throw new InvalidOperationException($"The {stage} stage could not be run after {attempt} tries on {string.Join(", ", serving.Select(n => n.Info.Name))}.");
+            // A node whose last call failed gets work only when every other candidate is suspect too.
+            if (candidates.Any(n => !n.Suspect)) candidates.RemoveAll(n => n.Suspect);
             var node = candidates.MinBy(n => Load(n, stage))!;
             var key = WorkerKeys.Worker(stage, node.Info.Silo, node.Info.DeviceFor(stage) ?? "cpu:0");
             _inFlight.AddOrUpdate(key, 1, (_, v) => v + 1);
@@ -215,6 +237,7 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
             {
                 Interlocked.Increment(ref _reruns);
                 _log.WriteLine($"cluster: {stage} on node {node.Info.Name} failed ({e.Message.ReplaceLineEndings(" ")}); trying again");
+                MarkSuspect(node.Info.Silo);
                 await RefreshAsync();
                 await Task.Delay(100, cancel);
             }
@@ -223,6 +246,11 @@ public sealed class ClusterGenerator : IImageQueue, IAsyncDisposable
                 _inFlight.AddOrUpdate(key, 0, (_, v) => v - 1);
             }
         }
+    }
+
+    private void MarkSuspect(string silo)
+    {
+        while (_nodes.TryGetValue(silo, out var n) && !n.Suspect && !_nodes.TryUpdate(silo, n with { Suspect = true }, n)) { }
     }
 
     /// <summary>Requests this front has at the worker, plus what the node last said it had from others.</summary>
