@@ -15,8 +15,12 @@ public static class FamilyMappings
 {
     private static int _registered;
 
+    // On purpose in a library: loading this assembly registers the family's mappings, so an export of these layers
+    // works without a call first; EnsureRegistered stays for callers that want it explicit.
+#pragma warning disable CA2255
     [ModuleInitializer]
     internal static void OnLoad() => EnsureRegistered();
+#pragma warning restore CA2255
 
     /// <summary>Registers the mappings (once; later calls do nothing).</summary>
     public static void EnsureRegistered()

@@ -293,6 +293,7 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                     continue;
                 }
                 Metrics.ArStep(active.Count, watch.Elapsed.TotalSeconds, hostBytes);
+                int finished = 0;
                 foreach (var w in active.ToList())
                 {
                     var s = w.Sequence!;
@@ -304,8 +305,11 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                     Metrics.Observe("queue", w.Queued);
                     Metrics.Observe("ar", w.ArFinished - w.ArStarted);
                     _toDecoder.Enqueue(w);
-                    _decoderSignal.Release();
+                    finished++;
                 }
+                // One signal after the step's whole hand-off: requests that finish the same AR step reach an idle
+                // decoder together and share its first step.
+                if (finished > 0) _decoderSignal.Release(finished);
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
@@ -356,8 +360,9 @@ public sealed class BatchingGenerator : IDisposable, IImageQueue
                 Metrics.DecoderStep(active.Count);
                 foreach (var w in active.ToList())
                 {
-                    w.Progress?.Report(new GenerationProgress("decoder", w.Job!.Done, w.Job.Steps));
-                    if (!w.Job.Finished) continue;
+                    var job = w.Job!;
+                    w.Progress?.Report(new GenerationProgress("decoder", job.Done, job.Steps));
+                    if (!job.Finished) continue;
                     active.Remove(w);
                     Interlocked.Exchange(ref Metrics.DecoderActive, active.Count);
                     Complete(w);
