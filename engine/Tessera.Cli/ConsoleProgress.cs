@@ -1,4 +1,5 @@
 using Spectre.Console;
+using Tessera.Pipeline;
 
 namespace Tessera.Cli;
 
@@ -14,16 +15,24 @@ public sealed class ConsoleProgress : IDisposable
     public TimeSpan PlainInterval { get; init; } = TimeSpan.FromSeconds(30);
 
     private readonly bool _interactive;
+    private readonly TextWriter _output;
     private readonly TaskCompletionSource<ProgressContext>? _context;
     private readonly TaskCompletionSource? _finished;
     private readonly Task? _display;
 
     /// <param name="interactive">Draw live bars (default: when stderr is a terminal).</param>
-    public ConsoleProgress(bool? interactive = null)
+    /// <param name="output">Where bars and lines go (default: stderr; <c>tessera bench instrumentation</c> draws into a discarding writer).</param>
+    public ConsoleProgress(bool? interactive = null, TextWriter? output = null)
     {
-        _interactive = interactive ?? (!Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive);
+        _output = output ?? Console.Error;
+        _interactive = interactive ?? (output is null && !Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive);
         if (!_interactive) return;
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(_output),
+            // Drawn live even into a writer that is not a terminal (the benchmark's), as on one.
+            Interactive = InteractionSupport.Yes, Ansi = AnsiSupport.Yes,
+        });
         _context = new TaskCompletionSource<ProgressContext>(TaskCreationOptions.RunContinuationsAsynchronously);
         _finished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var finished = _finished.Task;
@@ -74,7 +83,7 @@ public sealed class ConsoleProgress : IDisposable
             else if (DateTime.UtcNow - _lastPlain >= _owner.PlainInterval && value < _total)
             {
                 _lastPlain = DateTime.UtcNow;
-                Console.Error.WriteLine($"{_name} {detail}");
+                _owner._output.WriteLine($"{_name} {detail}");
             }
             if (value >= _total) Finish(detail);
         }
@@ -92,8 +101,24 @@ public sealed class ConsoleProgress : IDisposable
             }
             else
             {
-                Console.Error.WriteLine($"{_name} {detail}");
+                _owner._output.WriteLine($"{_name} {detail}");
             }
         }
+    }
+}
+
+/// <summary>"ar 40/80 tokens", "decoder 3/8 steps": one bar per stage of a generation, in the order the stages report.</summary>
+public sealed class StageBars(ConsoleProgress display) : IProgress<GenerationProgress>
+{
+    private readonly Dictionary<string, ConsoleProgress.Bar> _bars = new(StringComparer.Ordinal);
+
+    public void Report(GenerationProgress p)
+    {
+        ConsoleProgress.Bar bar;
+        lock (_bars)
+        {
+            if (!_bars.TryGetValue(p.Stage, out bar!)) _bars[p.Stage] = bar = display.Add(p.Stage, p.Total);
+        }
+        bar.Set(p.Done, $"{p.Done}/{p.Total} {(p.Stage == "ar" ? "tokens" : "steps")}");
     }
 }

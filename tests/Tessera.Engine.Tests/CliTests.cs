@@ -247,4 +247,22 @@ public sealed class CliTests
         Assert.AreEqual(engine / direct, r.GetProperty("ratio").GetDouble(), engine / direct * 0.002, "the ratio is engine / direct");
         Assert.IsTrue(r.TryGetProperty("fixedOverheadUsPerCall", out _));
     }
+
+    [TestMethod]
+    public void BenchInstrumentationJsonComparesProgressAndMetricsWithNoneAndReportsTheScrape()
+    {
+        var (code, stdout, stderr) = Tessera("bench", "instrumentation", "--json", "--rounds", "1", "--runs-per-round", "1", "--steps", "1");
+        Assert.AreEqual(0, code, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var r = doc.RootElement;
+        foreach (var (with, without, ratio) in new[] { ("bareAgainMs", "bareMs", "noiseRatio"), ("spectreBarsMs", "bareMs", "progressRatio"), ("queueWithPrometheusMs", "queueMs", "metricsRatio") })
+        {
+            double a = r.GetProperty(with).GetDouble(), b = r.GetProperty(without).GetDouble();
+            Assert.IsTrue(a > 0 && b > 0, $"{with}, {without}");
+            Assert.AreEqual(a / b, r.GetProperty(ratio).GetDouble(), 0.002, $"{ratio} is {with} / {without}");
+        }
+        Assert.IsTrue(r.GetProperty("scrapeMs").GetDouble() > 0);
+        Assert.IsTrue(r.GetProperty("scrapeBytes").GetInt32() > 1000, "the scrape carries the queue's series");
+        Assert.AreEqual("", stdout.Split('\n').FirstOrDefault(l => l.Contains("\u001b", StringComparison.Ordinal)) ?? "", "the bars were drawn into the benchmark's writer, not stdout");
+    }
 }

@@ -120,20 +120,4 @@ public static class GenerateCommand
         using var display = new ConsoleProgress();
         return generate(new StageBars(display));
     }
-
-    /// <summary>"ar 40/80 tokens", "decoder 3/8 steps": one bar per stage, in the order the stages report.</summary>
-    private sealed class StageBars(ConsoleProgress display) : IProgress<GenerationProgress>
-    {
-        private readonly Dictionary<string, ConsoleProgress.Bar> _bars = new(StringComparer.Ordinal);
-
-        public void Report(GenerationProgress p)
-        {
-            ConsoleProgress.Bar bar;
-            lock (_bars)
-            {
-                if (!_bars.TryGetValue(p.Stage, out bar!)) _bars[p.Stage] = bar = display.Add(p.Stage, p.Total);
-            }
-            bar.Set(p.Done, $"{p.Done}/{p.Total} {(p.Stage == "ar" ? "tokens" : "steps")}");
-        }
-    }
 }

@@ -5,7 +5,7 @@ using Tessera.Cli.Bench;
 
 namespace Tessera.Tools.Training;
 
-/// <summary>Runs an export and prints the parity table; exits 1 when parity fails.</summary>
+/// <summary><c>tessera export</c>'s shell over the exporters: runs one and prints its parity table; exits 1 when parity fails.</summary>
 public static class ExportRunner
 {
     public static int Run(string stage, string checkpoint, string outDir, bool externalData, ExportVariant[] variants,
@@ -18,20 +18,8 @@ public static class ExportRunner
         var r = StageExporter.Export(stage, checkpoint, outDir, externalData, Console.Error, opset, variants);
         bool ok = PrintParity(r);
         if (ok && optimizeFor is { Length: > 0 })
-        {
-            using var engine = new Tessera.Engine.TesseraEngine(engineOptions ?? new Tessera.Engine.EngineOptions());
-            foreach (var device in optimizeFor)
-            {
-                // Compile through the device with its optimized-graph cache; the cache entry is that device's graph.
-                using var compiled = engine.Compile(Tessera.Abstractions.ModelSource.FromFile(r.ModelPath), device,
-                    new Tessera.Abstractions.CompileOptions { Optimization = Tessera.Abstractions.OptimizationLevel.All, UseCompiledModelCache = true });
-                var cached = compiled.Model.Report.CachePath
-                    ?? throw new NotSupportedException($"Device {compiled.Model.Device} keeps no optimized graph on disk, so there is nothing to write for --optimize-for {device}.");
-                var target = Path.Combine(outDir, $"{stage}.{compiled.Model.Device.Kind}{compiled.Model.Device.Index}.onnx");
-                File.Copy(cached, target, overwrite: true);
-                Console.WriteLine($"{target}: {new FileInfo(target).Length / 1048576.0:F2} MiB, the graph as {compiled.Model.Device} runs it (hardware-specific: use it on the same CPU model)");
-            }
-        }
+            foreach (var w in OptimizedGraphs.WriteFor(r.ModelPath, outDir, stage, optimizeFor, engineOptions))
+                Console.WriteLine($"{w.Path}: {w.Bytes / 1048576.0:F2} MiB, the graph as {w.Device} runs it (hardware-specific: use it on the same CPU model)");
         return ok ? 0 : 1;
     }
 
@@ -49,51 +37,11 @@ public static class ExportRunner
     /// <summary><c>tessera export module</c>: a recipe class in the user's assembly → ONNX with parity.</summary>
     public static int RunModule(string assemblyPath, string recipeName, string outPath, ExportVariant[] variants, bool externalData)
     {
-        var recipe = LoadRecipe(assemblyPath, recipeName);
+        var recipe = ExportRecipes.Load(assemblyPath, recipeName);
         using var module = recipe.CreateModule();
         var spec = recipe.CreateSpec() with { Variants = variants, ExternalData = externalData };
         var r = OnnxExporter.Export(module, spec, outPath, Console.Error);
         return PrintParity(r) ? 0 : 1;
-    }
-
-    /// <summary>
-    /// Loads the user's assembly into the default context (so TorchSharp and the exporter are the CLI's own, shared
-    /// with it) and resolves its other dependencies from its deps.json.
-    /// </summary>
-    private static IExportRecipe LoadRecipe(string assemblyPath, string recipeName)
-    {
-        var full = Path.GetFullPath(assemblyPath);
-        if (!File.Exists(full)) throw new FileNotFoundException($"Assembly {assemblyPath} does not exist (give the .dll that holds your recipe class).");
-        var resolver = new System.Runtime.Loader.AssemblyDependencyResolver(full);
-        System.Runtime.Loader.AssemblyLoadContext.Default.Resolving += (context, name) =>
-            resolver.ResolveAssemblyToPath(name) is { } path ? context.LoadFromAssemblyPath(path) : null;
-        System.Reflection.Assembly assembly;
-        try
-        {
-            assembly = System.Runtime.Loader.AssemblyLoadContext.Default.LoadFromAssemblyPath(full);
-        }
-        catch (BadImageFormatException)
-        {
-            throw new InvalidDataException($"{assemblyPath} is not a .NET assembly.");
-        }
-        var recipes = string.Join(", ", SafeTypes(assembly).Where(t => typeof(IExportRecipe).IsAssignableFrom(t) && !t.IsAbstract).Select(t => t.FullName));
-        var type = assembly.GetType(recipeName)
-            ?? throw new ArgumentException($"--recipe {recipeName}: no such type in {Path.GetFileName(full)}; recipes there: {(recipes.Length > 0 ? recipes : "(none)")}.");
-        if (!typeof(IExportRecipe).IsAssignableFrom(type) || type.IsAbstract || type.GetConstructor(Type.EmptyTypes) is null)
-            throw new ArgumentException($"--recipe {recipeName} must be a non-abstract class implementing Tessera.Export.IExportRecipe with a public parameterless constructor.");
-        return (IExportRecipe)Activator.CreateInstance(type)!;
-    }
-
-    private static IEnumerable<Type> SafeTypes(System.Reflection.Assembly a)
-    {
-        try
-        {
-            return a.GetTypes();
-        }
-        catch (System.Reflection.ReflectionTypeLoadException e)
-        {
-            return e.Types.OfType<Type>();
-        }
     }
 
     /// <summary>Prints the parity table of a result and its variants; false when any failed.</summary>
