@@ -24,4 +24,19 @@ public interface IDeviceTensor : ITensorValue, IDisposable
 
     /// <summary>Copies the contents into <paramref name="destination"/>, whose length must equal the element count.</summary>
     void CopyTo<T>(Span<T> destination) where T : unmanaged;
+
+    /// <summary>
+    /// Copies <paramref name="destination"/>.Length elements starting at element <paramref name="offset"/> (row-major
+    /// order) into <paramref name="destination"/>: a part of the tensor, e.g. the last position's logits of each row,
+    /// without bringing the rest to the host. Added in contract 1.x with a default that copies the whole tensor
+    /// through <see cref="ToHost"/>; a plugin whose memory the host can read overrides it to copy only the part.
+    /// </summary>
+    void CopyTo<T>(long offset, Span<T> destination) where T : unmanaged
+    {
+        var host = ToHost();
+        var all = host.AsSpan<T>();
+        if (offset < 0 || offset + destination.Length > all.Length)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"Elements {offset}..{offset + destination.Length} are outside the tensor's {all.Length}.");
+        all.Slice((int)offset, destination.Length).CopyTo(destination);
+    }
 }

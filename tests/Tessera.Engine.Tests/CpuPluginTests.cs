@@ -74,6 +74,37 @@ public sealed class CpuPluginTests : CpuEngineTest
     }
 
     [TestMethod]
+    public void APartOfADeviceTensorCopiesToTheHostAloneAndTheContractsDefaultDoesTheSame()
+    {
+        var values = Enumerable.Range(0, 12).Select(i => (float)i * 1.5f).ToArray();
+        using IDeviceTensor onDevice = Engine.Devices.Get("cpu:0").Device.CopyToDevice(HostTensor.Create(values, 3, 4));
+        IDeviceTensor viaDefault = new HostOnlyTensor(HostTensor.Create(values, 3, 4));
+        foreach (var tensor in new[] { onDevice, viaDefault })
+        {
+            var lastRow = new float[4];
+            tensor.CopyTo<float>(8, lastRow);
+            CollectionAssert.AreEqual(values[8..12], lastRow, tensor.GetType().Name);
+            var middle = new float[3];
+            tensor.CopyTo<float>(5, middle);
+            CollectionAssert.AreEqual(values[5..8], middle, tensor.GetType().Name);
+            Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => tensor.CopyTo<float>(10, new float[4]), "past the end");
+            Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => tensor.CopyTo<float>(-1, new float[1]), "before the start");
+        }
+        Assert.ThrowsExactly<InvalidCastException>(() => onDevice.CopyTo<long>(0, new long[1]), "the element type is checked");
+    }
+
+    /// <summary>A device tensor written against the contract without the partial copy: it gets the interface's default.</summary>
+    private sealed class HostOnlyTensor(HostTensor host) : IDeviceTensor
+    {
+        public TensorElementType ElementType => host.ElementType;
+        public long[] Shape => host.Shape;
+        public DeviceId Device => new("test", 0);
+        public HostTensor ToHost() => HostTensor.Create(host.AsSpan<float>().ToArray(), host.Shape);
+        public void CopyTo<T>(Span<T> destination) where T : unmanaged => ToHost().AsSpan<T>().CopyTo(destination);
+        public void Dispose() { }
+    }
+
+    [TestMethod]
     public void CompiledModelReportsItsTypedSignatureWithNamedDynamicDimensions()
     {
         using var compiled = Engine.Compile(ModelSource.FromBytes(TestGraphs.LinearRelu()), "cpu:0");

@@ -19,11 +19,14 @@ public sealed record CausalLmShape(int Layers, int KvHeads, int HeadDim, int Voc
 /// <summary>
 /// Runs a causal decoder graph with GenAI-convention inputs (<c>input_ids</c>, <c>attention_mask</c>,
 /// <c>position_ids</c>, <c>past_key_values.{i}.key|value</c>) on any device: prefill, then one token per step with
-/// the KV cache kept on the device (each step's <c>present.*</c> go back as device tensors; only the last logits
-/// row comes to the host).
+/// the KV cache kept on the device (each step's <c>present.*</c> go back as device tensors; the logits come to the
+/// host into a reused buffer, and only each row's last position is read).
 /// </summary>
 public sealed class CausalLmRunner(ICompiledModel model, CausalLmShape shape)
 {
+    /// <summary>Time the last <see cref="GreedyBatch"/> spent inside the graph runs (the rest is this loop's own work: feeds, logits copy, argmax).</summary>
+    public TimeSpan LastRunTime { get; private set; }
+
     /// <summary>Logits (B, T, vocab) for rows of equal length, all tokens real, no cache.</summary>
     public float[] Logits(long[][] rows)
     {
@@ -49,9 +52,11 @@ public sealed class CausalLmRunner(ICompiledModel model, CausalLmShape shape)
         var pastK = new IDeviceTensor?[shape.Layers];
         var pastV = new IDeviceTensor?[shape.Layers];
         var result = Enumerable.Range(0, b).Select(_ => new int[newTokens]).ToArray();
+        long inRuns = 0;
         try
         {
             long[] ids = prompts.SelectMany(x => x).ToArray();
+            var last = new float[b * shape.VocabSize];
             int length = 0, t = p;
             for (int step = 0; step < newTokens; step++)
             {
@@ -59,9 +64,13 @@ public sealed class CausalLmRunner(ICompiledModel model, CausalLmShape shape)
                 var positions = Enumerable.Range(0, b).SelectMany(_ => Enumerable.Range(length, t).Select(i => (long)i)).ToArray();
                 var mask = Enumerable.Repeat(1L, b * (length + t)).ToArray();
                 var feeds = Feeds(HostTensor.Create(ids, b, t), HostTensor.Create(mask, b, length + t), HostTensor.Create(positions, b, t), step == 0 ? null : (pastK, pastV), b);
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                 using var outputs = model.Run(feeds);
-                var logits = new float[b * t * shape.VocabSize];
-                outputs["logits"].CopyTo<float>(logits);
+                inRuns += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+                // Only each row's last position comes to the host, into one reused buffer (GenAI reads the same rows).
+                var logitsOut = outputs["logits"];
+                for (int row = 0; row < b; row++)
+                    logitsOut.CopyTo<float>((long)(row * t + t - 1) * shape.VocabSize, last.AsSpan(row * shape.VocabSize, shape.VocabSize));
                 for (int l = 0; l < shape.Layers; l++)
                 {
                     pastK[l]?.Dispose();
@@ -72,9 +81,8 @@ public sealed class CausalLmRunner(ICompiledModel model, CausalLmShape shape)
                 ids = new long[b];
                 for (int row = 0; row < b; row++)
                 {
-                    var last = logits.AsSpan((row * t + t - 1) * shape.VocabSize, shape.VocabSize);
-                    int best = 0;
-                    for (int v = 1; v < last.Length; v++) if (last[v] > last[best]) best = v;
+                    // The first index of the largest value, as a scalar loop (and GenAI's argmax) picks it.
+                    int best = System.Numerics.Tensors.TensorPrimitives.IndexOfMax<float>(last.AsSpan(row * shape.VocabSize, shape.VocabSize));
                     result[row][step] = best;
                     ids[row] = best;
                 }
@@ -85,6 +93,7 @@ public sealed class CausalLmRunner(ICompiledModel model, CausalLmShape shape)
         finally
         {
             foreach (var x in pastK.Concat(pastV)) x?.Dispose();
+            LastRunTime = System.Diagnostics.Stopwatch.GetElapsedTime(0, inRuns);
         }
         return result;
     }

@@ -46,6 +46,16 @@ internal sealed class OrtDeviceTensor : IDeviceTensor
         raw.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(destination));
     }
 
+    public void CopyTo<T>(long offset, Span<T> destination) where T : unmanaged
+    {
+        if (TensorElementTypes.Of<T>() != ElementType)
+            throw new InvalidCastException($"Tensor on {Device} holds {ElementType.OnnxName()}, not {typeof(T).Name}.");
+        var all = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(ReadRaw());
+        if (offset < 0 || offset + destination.Length > all.Length)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"Elements {offset}..{offset + destination.Length} are outside the tensor's {all.Length}.");
+        all.Slice((int)offset, destination.Length).CopyTo(destination);
+    }
+
     private ReadOnlySpan<byte> ReadRaw()
     {
         if (!HostAccessible)
