@@ -62,6 +62,10 @@ public abstract class StageQueue<TWork, TAnswer> : IDisposable where TWork : cla
     protected abstract bool Finished(Item item);
     protected abstract TAnswer Finish(Item item);
     protected abstract TAnswer Refuse(WorkStatus status, string error);
+    /// <summary>Called on the stage's thread when no item is left active (e.g. to free batch state of cancelled items).</summary>
+    protected virtual void Idle() { }
+    /// <summary>Called once the stage's thread has ended: free the stage's model state.</summary>
+    protected virtual void Release() { }
 
     private void Loop()
     {
@@ -84,12 +88,13 @@ public abstract class StageQueue<TWork, TAnswer> : IDisposable where TWork : cla
                     c.Answer.TrySetResult(Refuse(WorkStatus.Cancelled, "cancelled"));
                 }
                 Volatile.Write(ref _active, active.Count);
-                if (active.Count == 0) continue;
+                if (active.Count == 0) { Idle(); continue; }
                 try { Step(active); }
                 catch (Exception e)
                 {
                     foreach (var i in active) Fail(i, e);
                     active.Clear();
+                    Idle();
                     continue;
                 }
                 foreach (var i in active.Where(Finished).ToList())
@@ -99,6 +104,7 @@ public abstract class StageQueue<TWork, TAnswer> : IDisposable where TWork : cla
                     catch (Exception e) { Fail(i, e); }
                 }
                 Volatile.Write(ref _active, active.Count);
+                if (active.Count == 0) Idle(); // nothing left in the batch: free its state now, not at the next request
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
@@ -120,6 +126,7 @@ public abstract class StageQueue<TWork, TAnswer> : IDisposable where TWork : cla
         _stop.Cancel();
         _thread.Join();
         while (_queue.TryDequeue(out var i)) i.Answer.TrySetResult(Refuse(WorkStatus.Cancelled, "the node is stopping"));
+        Release();
         _stop.Dispose();
     }
 }
@@ -151,6 +158,8 @@ public sealed class ArStageQueue(ImageGenerator generator, int maxBatch, int cap
     }
 
     protected override ArAnswer Refuse(WorkStatus status, string error) => new(status, error, [], [], [], [], 0, 0);
+    protected override void Idle() => _ar.Clear(); // the KV-cache rows of items that left without finishing
+    protected override void Release() => _ar.Dispose();
 }
 
 /// <summary>The decoder stage of a node: target token ids + glyph text + seed → PNG.</summary>

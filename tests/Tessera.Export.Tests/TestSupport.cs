@@ -25,18 +25,9 @@ internal static class TestSupport
 
     public static (int Code, string Out, string Err) Run(string file, IEnumerable<string> args, int timeoutMs = 120_000)
     {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment.Remove("TESSERA_PLUGIN_PATH");
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeoutMs))
-        {
-            p.Kill(entireProcessTree: true);
-            Assert.Fail($"{file} {string.Join(" ", args)} did not finish within {timeoutMs / 1000} s");
-        }
-        return (p.ExitCode, stdout.Result, stderr.Result);
+        var o = TestProcess.Run(file, args, TimeSpan.FromMilliseconds(timeoutMs));
+        if (o.TimedOut) Assert.Fail($"{file} {string.Join(" ", args)} did not finish within {timeoutMs / 1000} s");
+        return (o.Code, o.Out, o.Err);
     }
 
     public static (int Code, string Out, string Err) Tessera(params string[] args) => Run("dotnet", [CliDll, .. args]);

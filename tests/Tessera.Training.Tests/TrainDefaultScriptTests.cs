@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Tessera.TestSupport;
 
@@ -47,25 +46,12 @@ public sealed class TrainDefaultScriptTests
         }
     }
 
-    /// <summary>Runs a command to the end (killing it and its children past <paramref name="limit"/>); fails with its output on a non-zero exit.</summary>
+    /// <summary>Runs a command to the end; fails with the end of its output on a non-zero exit or past <paramref name="limit"/>.</summary>
     private static string Run(string workDir, TimeSpan limit, string file, params string[] args)
     {
-        var psi = new ProcessStartInfo(file) { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment.Remove("TESSERA_MODEL");
-        psi.Environment.Remove("TESSERA_PLUGIN_PATH");
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(limit))
-        {
-            p.Kill(entireProcessTree: true);
-            p.WaitForExit();
-            Assert.Fail($"{file} {string.Join(' ', args)} did not finish within {limit.TotalMinutes} min");
-        }
-        p.WaitForExit();
-        var output = $"{stdout.Result}\n{stderr.Result}";
-        Assert.AreEqual(0, p.ExitCode, $"{file} {string.Join(' ', args)} failed:\n{(output.Length > 6000 ? output[^6000..] : output)}");
-        return output;
+        var o = TestProcess.Run(file, args, limit, workDir);
+        Assert.IsFalse(o.TimedOut, $"{file} {string.Join(' ', args)} did not finish within {limit.TotalMinutes} min:\n{o.Tail()}");
+        Assert.AreEqual(0, o.Code, $"{file} {string.Join(' ', args)} failed:\n{o.Tail()}");
+        return $"{o.Out}\n{o.Err}";
     }
 }
