@@ -265,4 +265,17 @@ public sealed class CliTests
         Assert.IsTrue(r.GetProperty("scrapeBytes").GetInt32() > 1000, "the scrape carries the queue's series");
         Assert.AreEqual("", stdout.Split('\n').FirstOrDefault(l => l.Contains("\u001b", StringComparison.Ordinal)) ?? "", "the bars were drawn into the benchmark's writer, not stdout");
     }
+
+    [TestMethod]
+    public void ServeRefusesABadMaxBatchInOneLineNamingAuto()
+    {
+        foreach (var bad in new[] { "0", "257", "lots" })
+        {
+            var (code, _, stderr) = Tessera("serve", "--port", "0", "--max-batch", bad);
+            Assert.AreNotEqual(0, code, bad);
+            StringAssert.Contains(stderr, $"--max-batch '{bad}'", bad);
+            StringAssert.Contains(stderr, "auto", bad);
+            Assert.AreEqual(1, stderr.Trim().Split('\n').Length, $"one line: {stderr}");
+        }
+    }
 }

@@ -168,4 +168,30 @@ public sealed class BatchingTests
         public void CopyTo<T>(Span<T> destination) where T : unmanaged { inner.CopyTo(destination); traffic.Add(key, (long)destination.Length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>()); }
         public void Dispose() => inner.Dispose();
     }
+
+    [TestMethod]
+    public void StageThroughputTunesEachStageToTheSmallestBatchWithinFivePercentOfItsBest()
+    {
+        var package = ModelPackage.Open(ModelPackage.DefaultDirectory());
+        using var engine = Engine();
+        using var generator = new ImageGenerator(engine, package, "cpu:0", "cpu:0");
+        var probe = new StageThroughput(generator, 4, steps: 1);
+        CollectionAssert.AreEqual(new[] { 1, 2, 4 }, probe.Sizes.ToArray());
+        Assert.ThrowsExactly<InvalidOperationException>(() => probe.ChooseBatch(probe.Ar), "nothing measured yet");
+        probe.Measure();
+        var tuned = probe.Tune(new BatchingOptions { QueueCapacity = 7 });
+        Assert.AreEqual(7, tuned.QueueCapacity, "the other options are kept");
+        foreach (var (name, rates, chosen) in new[] { ("ar", probe.Ar, tuned.MaxArBatch), ("decoder", probe.Decoder, tuned.MaxDecoderBatch) })
+        {
+            Assert.IsTrue(rates.All(r => r > 0), $"{name}: every size measured");
+            int k = probe.Sizes.ToList().IndexOf(chosen);
+            Assert.IsTrue(k >= 0, $"{name}: {chosen} is a measured size");
+            Assert.IsTrue(rates[k] >= 0.95 * rates.Max(), $"{name}: batch {chosen} at {rates[k]:F2} images/s is within 5% of the best {rates.Max():F2}");
+            for (int j = 0; j < k; j++) Assert.IsTrue(rates[j] < 0.95 * rates.Max(), $"{name}: the smaller batch {probe.Sizes[j]} would have done");
+        }
+        // The rule itself, on figures where it is unambiguous.
+        Assert.AreEqual(2, probe.ChooseBatch([5.0, 9.6, 10.0]), "the smallest within 5%");
+        Assert.AreEqual(4, probe.ChooseBatch([5.0, 9.0, 10.0]));
+        Assert.AreEqual(1, probe.ChooseBatch([10.0, 9.0, 8.0]), "a stage fastest alone is not batched");
+    }
 }

@@ -19,32 +19,46 @@ namespace Tessera.Cli.Bench;
 /// </summary>
 public static class ServeBenchmark
 {
-    public static JsonObject Run(EngineOptions options, ModelPackage package, int requests, int[] concurrencies, int maxBatch, int? steps, TextWriter? log)
+    /// <param name="maxBatch">The batching server's limit for both stages; null: each stage's measured best (auto).</param>
+    public static JsonObject Run(EngineOptions options, ModelPackage package, int requests, int[] concurrencies, int? maxBatch, int? steps, TextWriter? log)
     {
         using var engine = new TesseraEngine(options);
         using var generator = new ImageGenerator(engine, package, options.DeviceFor("ar"), options.DeviceFor("decoder"));
         generator.Generate(new GenerationRequest("the word \"WARM\" in red on a white background") { Steps = steps }); // warm-up: compile, caches
-        var batching = new BatchingOptions { MaxArBatch = maxBatch, MaxDecoderBatch = maxBatch, QueueCapacity = Math.Max(64, requests) };
+        int limit = maxBatch ?? 8;
+        var batching = new BatchingOptions { MaxArBatch = limit, MaxDecoderBatch = limit, QueueCapacity = Math.Max(64, requests) };
         // Warm-up of the serving paths (HTTP, queue, batching at several sizes) until the JIT has optimised them, so
         // the first timed server does not pay for it.
         using (var warm = new Target(generator, batching, 4)) warm.Load(0, 48, 4, steps: 1);
-        var probe = new CeilingProbe(generator, maxBatch, steps);
+        var probe = new StageThroughput(generator, limit, steps);
         probe.Measure(); // one try before the load, one after: the best of the two per batch size
+        // --max-batch auto (null): each stage's limit is its best batch from this first measurement, as `tessera serve
+        // --max-batch auto` chooses it.
+        if (maxBatch is null) batching = probe.Tune(batching);
+        log?.WriteLine($"batching server: AR batch up to {batching.MaxArBatch}, decoder batch up to {batching.MaxDecoderBatch}{(maxBatch is null ? " (auto: each stage's measured best)" : "")}");
         var rows = new JsonArray();
         foreach (int c in concurrencies)
         {
-            var (on, off) = LoadRow(generator, batching, BatchingOptions.Off with { QueueCapacity = Math.Max(64, requests) }, requests, c, steps, log);
-            rows.Add(new JsonObject
+            // At concurrency 1 both servers run the same code (nothing to batch), so the row also gets an A/A: a second
+            // server without batching, whose ratio to the first is the noise floor the 1.0x is read against.
+            var (on, off, again) = LoadRow(generator, batching, BatchingOptions.Off with { QueueCapacity = Math.Max(64, requests) }, requests, c, steps, log, aa: c == 1);
+            var row = new JsonObject
             {
                 ["concurrency"] = c,
                 ["batching"] = on,
                 ["noBatching"] = off,
                 ["throughputRatio"] = Math.Round(on["imagesPerSecond"]!.GetValue<double>() / off["imagesPerSecond"]!.GetValue<double>(), 2),
                 ["p50Ratio"] = Math.Round(off["p50Ms"]!.GetValue<double>() / on["p50Ms"]!.GetValue<double>(), 2),
-            });
+            };
+            if (again is not null)
+            {
+                row["noBatchingAgain"] = again;
+                row["aaThroughputRatio"] = Math.Round(again["imagesPerSecond"]!.GetValue<double>() / off["imagesPerSecond"]!.GetValue<double>(), 2);
+            }
+            rows.Add(row);
         }
         probe.Measure();
-        var ceiling = probe.Result(log);
+        var ceiling = Ceiling(probe, log);
         double best = ceiling["imagesPerSecond"]!.GetValue<double>();
         foreach (var row in rows)
         {
@@ -56,7 +70,9 @@ public static class ServeBenchmark
             ["model"] = package.Manifest.Name,
             ["device"] = generator.ArDevice.ToString(),
             ["requests"] = requests,
-            ["maxBatch"] = maxBatch,
+            ["maxBatch"] = maxBatch is null ? JsonValue.Create("auto") : JsonValue.Create(maxBatch.Value),
+            ["arBatchLimit"] = batching.MaxArBatch,
+            ["decoderBatchLimit"] = batching.MaxDecoderBatch,
             ["steps"] = steps ?? package.Manifest.Sampling.Steps,
             ["cores"] = Environment.ProcessorCount,
             ["ceiling"] = ceiling,
@@ -65,99 +81,34 @@ public static class ServeBenchmark
     }
 
     /// <summary>
-    /// Each stage alone, in process, at batch sizes 1, 2, 4, ... up to the batch limit: the AR writing every token of
-    /// B requests in one batch (prefills included), the decoder denoising B images together. Measured twice (before
-    /// and after the load; the machine is noisy) and the best kept per size; the ceiling is the slower stage's best
-    /// images/s.
+    /// The ceiling from a <see cref="StageThroughput"/> probe (measured before and after the load, best kept per size):
+    /// the slower stage's best images/s, and the shared-device bound when both stages share one device's cores.
     /// </summary>
-    private sealed class CeilingProbe
+    private static JsonObject Ceiling(StageThroughput probe, TextWriter? log)
     {
-        private readonly ImageGenerator _generator;
-        private readonly int[] _sizes;
-        private readonly GenerationRequest[] _requests;
-        private readonly ImageGenerator.PreparedRequest[] _prepared;
-        private readonly int[][] _targets;
-        private readonly double[] _ar, _decoder;
-
-        public CeilingProbe(ImageGenerator generator, int maxBatch, int? steps)
+        JsonObject Stage(string name, IReadOnlyList<double> rates)
         {
-            _generator = generator;
-            var sizes = new List<int>();
-            for (int b = 1; b < maxBatch; b *= 2) sizes.Add(b);
-            sizes.Add(maxBatch);
-            _sizes = sizes.ToArray();
-            _ar = new double[_sizes.Length];
-            _decoder = new double[_sizes.Length];
-            _requests = Enumerable.Range(0, maxBatch)
-                .Select(i => new GenerationRequest($"the word \"{Words[i % Words.Length]}\" in red on a yellow background") { Seed = (ulong)i, Steps = steps }).ToArray();
-            _prepared = _requests.Select(generator.Prepare).ToArray();
-            // Target grids for the decoder: the AR's own output for these requests.
-            _targets = new int[maxBatch][];
-            using var ar = generator.CreateArBatch();
-            var sequences = _prepared.Select(p => ar.Start(p.Prompt, p.Sampler, p.ForcedPreview)).ToList();
-            while (sequences.Any(s => !s.Finished)) ar.Step(sequences);
-            for (int i = 0; i < maxBatch; i++) _targets[i] = sequences[i].Visual[ar.Layout.PreviewTokens..];
-        }
-
-        public void Measure()
-        {
-            for (int k = 0; k < _sizes.Length; k++)
+            var perBatch = new JsonObject();
+            int bestK = 0;
+            for (int k = 0; k < probe.Sizes.Count; k++)
             {
-                int b = _sizes[k];
-                _ar[k] = Math.Max(_ar[k], b / ArSeconds(b));
-                _decoder[k] = Math.Max(_decoder[k], b / DecoderSeconds(b));
+                perBatch[probe.Sizes[k].ToString(System.Globalization.CultureInfo.InvariantCulture)] = Math.Round(rates[k], 3);
+                if (rates[k] > rates[bestK]) bestK = k;
             }
+            log?.WriteLine($"ceiling: {name} alone {string.Join(", ", perBatch.Select(p => $"batch {p.Key} {p.Value} images/s"))}");
+            return new JsonObject { ["imagesPerSecond"] = Math.Round(rates[bestK], 3), ["bestBatch"] = probe.Sizes[bestK], ["byBatch"] = perBatch };
         }
 
-        private double ArSeconds(int b)
+        double a = probe.Ar.Max(), d = probe.Decoder.Max();
+        return new JsonObject
         {
-            using var ar = _generator.CreateArBatch();
-            var fresh = _requests.Take(b).Select(_generator.Prepare).ToList(); // samplers start from their seeds
-            var watch = Stopwatch.StartNew();
-            var sequences = fresh.Select(p => ar.Start(p.Prompt, p.Sampler, p.ForcedPreview)).ToList();
-            while (sequences.Any(s => !s.Finished)) ar.Step(sequences);
-            return watch.Elapsed.TotalSeconds;
-        }
-
-        private double DecoderSeconds(int b)
-        {
-            var watch = Stopwatch.StartNew();
-            var jobs = Enumerable.Range(0, b).Select(i =>
-            {
-                var (n, cfg, shift) = _generator.DecoderSettings(_requests[i]);
-                return _generator.Decoder.Start(_targets[i], _generator.Package.Manifest.Ar.TargetGrid, _prepared[i].Prompt.Glyphs, _requests[i].Seed, n, cfg, shift,
-                    _generator.DecoderSampler(_requests[i]));
-            }).ToList();
-            while (jobs.Any(j => !j.Finished)) _generator.Decoder.Step(jobs.Where(j => !j.Finished).ToList());
-            return watch.Elapsed.TotalSeconds;
-        }
-
-        public JsonObject Result(TextWriter? log)
-        {
-            JsonObject Stage(string name, double[] rates)
-            {
-                var perBatch = new JsonObject();
-                int bestK = 0;
-                for (int k = 0; k < _sizes.Length; k++)
-                {
-                    perBatch[_sizes[k].ToString(System.Globalization.CultureInfo.InvariantCulture)] = Math.Round(rates[k], 3);
-                    if (rates[k] > rates[bestK]) bestK = k;
-                }
-                log?.WriteLine($"ceiling: {name} alone {string.Join(", ", perBatch.Select(p => $"batch {p.Key} {p.Value} images/s"))}");
-                return new JsonObject { ["imagesPerSecond"] = Math.Round(rates[bestK], 3), ["bestBatch"] = _sizes[bestK], ["byBatch"] = perBatch };
-            }
-
-            double a = _ar.Max(), d = _decoder.Max();
-            return new JsonObject
-            {
-                ["imagesPerSecond"] = Math.Round(Math.Min(a, d), 3),
-                ["limitedBy"] = a < d ? "ar" : "decoder",
-                // With both stages on one device (the CPU here) they share its cores: each image costs both stages' time.
-                ["sharedDeviceImagesPerSecond"] = Math.Round(1 / (1 / a + 1 / d), 3),
-                ["ar"] = Stage("AR", _ar),
-                ["decoder"] = Stage("decoder", _decoder),
-            };
-        }
+            ["imagesPerSecond"] = Math.Round(Math.Min(a, d), 3),
+            ["limitedBy"] = a < d ? "ar" : "decoder",
+            // With both stages on one device (the CPU here) they share its cores: each image costs both stages' time.
+            ["sharedDeviceImagesPerSecond"] = Math.Round(1 / (1 / a + 1 / d), 3),
+            ["ar"] = Stage("AR", probe.Ar),
+            ["decoder"] = Stage("decoder", probe.Decoder),
+        };
     }
 
     /// <summary>
@@ -165,16 +116,22 @@ public static class ServeBenchmark
     /// in two halves in the order on, off, off, on, so that drift in the machine's speed (other work on a shared
     /// machine) falls on both alike.
     /// </summary>
-    private static (JsonObject On, JsonObject Off) LoadRow(ImageGenerator generator, BatchingOptions on, BatchingOptions off, int requests, int concurrency, int? steps, TextWriter? log)
+    private static (JsonObject On, JsonObject Off, JsonObject? Again) LoadRow(ImageGenerator generator, BatchingOptions on, BatchingOptions off, int requests, int concurrency, int? steps, TextWriter? log, bool aa = false)
     {
         using var withBatching = new Target(generator, on, concurrency);
         using var without = new Target(generator, off, concurrency);
+        using var again = aa ? new Target(generator, off, concurrency) : null;
         int half = requests / 2;
-        foreach (var (target, from, to) in new[] { (withBatching, 0, half), (without, 0, half), (without, half, requests), (withBatching, half, requests) })
+        // Each server gets two halves, in mirrored order (on, off[, again, again], off, on), so drift hits all alike.
+        var order = again is null
+            ? new[] { (withBatching, 0, half), (without, 0, half), (without, half, requests), (withBatching, half, requests) }
+            : new[] { (withBatching, 0, half), (without, 0, half), (again, 0, half), (again, half, requests), (without, half, requests), (withBatching, half, requests) };
+        foreach (var (target, from, to) in order)
             target.Load(from, to, concurrency, steps);
-        var results = (withBatching.Result("on", concurrency), without.Result("off", concurrency));
-        foreach (var (label, r) in new[] { ("on", results.Item1), ("off", results.Item2) })
-            log?.WriteLine($"concurrency {concurrency,2}, batching {label,-3}: {r["imagesPerSecond"]} images/s, p50 {r["p50Ms"]} ms, p95 {r["p95Ms"]} ms (mean AR batch {r["meanArBatch"]}, mean decoder batch {r["meanDecoderBatch"]})");
+        var results = (withBatching.Result("on", concurrency), without.Result("off", concurrency), again?.Result("off again", concurrency));
+        foreach (var (label, r) in new[] { ("on", results.Item1), ("off", results.Item2), ("off again", results.Item3) })
+            if (r is not null)
+                log?.WriteLine($"concurrency {concurrency,2}, batching {label,-9}: {r["imagesPerSecond"]} images/s, p50 {r["p50Ms"]} ms, p95 {r["p95Ms"]} ms (mean AR batch {r["meanArBatch"]}, mean decoder batch {r["meanDecoderBatch"]})");
         return results;
     }
 
@@ -259,7 +216,7 @@ public static class ServeBenchmark
     public static string Table(JsonObject r)
     {
         var w = new StringBuilder();
-        w.AppendLine($"tessera bench serve: {r["requests"]} requests per row over loopback HTTP, model {r["model"]} on {r["device"]} ({r["cores"]} cores), {r["steps"]} decoder steps, max batch {r["maxBatch"]}");
+        w.AppendLine($"tessera bench serve: {r["requests"]} requests per row over loopback HTTP, model {r["model"]} on {r["device"]} ({r["cores"]} cores), {r["steps"]} decoder steps, max batch {r["maxBatch"]} (AR {r["arBatchLimit"]}, decoder {r["decoderBatchLimit"]})");
         var c = r["ceiling"]!;
         w.AppendLine($"ceiling (in process, same run): {c["imagesPerSecond"]} images/s = the {c["limitedBy"]} stage at its best batch " +
             $"(AR {c["ar"]!["imagesPerSecond"]} at batch {c["ar"]!["bestBatch"]}, decoder {c["decoder"]!["imagesPerSecond"]} at batch {c["decoder"]!["bestBatch"]}); " +
@@ -270,6 +227,8 @@ public static class ServeBenchmark
             var on = row!["batching"]!; var off = row["noBatching"]!;
             w.AppendLine($"{row["concurrency"],11} | {on["imagesPerSecond"],15} {on["p50Ms"],9} {on["p95Ms"],9} {row["ofCeiling"],10} | {off["imagesPerSecond"],18} {off["p50Ms"],9} {off["p95Ms"],9} {row["noBatchingOfCeiling"],10} | {row["throughputRatio"],12} {row["p50Ratio"],6}");
         }
+        foreach (var row in r["rows"]!.AsArray().Where(x => x!["aaThroughputRatio"] is not null))
+            w.AppendLine($"concurrency {row!["concurrency"]} A/A noise floor: no batching again {row["noBatchingAgain"]!["imagesPerSecond"]} img/s = {row["aaThroughputRatio"]}x the first no-batching server (read the throughput x of that row against it)");
         w.Append("no batching = the same server with one request per stage at a time (the AR and decoder stages still overlap); " +
             "each server gets the requests in two halves, in the order on, off, off, on; of ceiling = images/s / the ceiling.");
         return w.ToString();

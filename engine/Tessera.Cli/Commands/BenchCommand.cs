@@ -48,7 +48,7 @@ public static class BenchCommand
         var model = new Option<DirectoryInfo?>("--model") { Description = "Model package (default: the shipped one)." };
         var requests = new Option<int>("--requests") { Description = "Requests per row (default 64).", DefaultValueFactory = _ => 64 };
         var concurrency = new Option<string>("--concurrency") { Description = "Comma-separated client concurrencies (default 1,4,8,16).", DefaultValueFactory = _ => "1,4,8,16" };
-        var maxBatch = new Option<int>("--max-batch") { Description = "Batch limit of the batching server (default 8).", DefaultValueFactory = _ => 8 };
+        var maxBatch = BatchLimit.Create("auto", "Batch limit of the batching server: a number for both stages, or auto (default): each stage's best batch from the ceiling measurement, as 'serve --max-batch auto' picks it (the ceiling is measured up to 8, or up to the number).");
         var steps = new Option<int?>("--steps") { Description = "Decoder steps per image (default: the model's)." };
         var cmd = new Command("serve", "Loopback HTTP load on tessera serve: throughput and p50/p95 latency with batching on and off at each concurrency, and the ratio.") { json, model, requests, concurrency, maxBatch, steps };
         cmd.SetAction(parse => CliErrors.Run(() =>
@@ -58,7 +58,7 @@ public static class BenchCommand
             if (parse.GetValue(requests) < 1) throw new ArgumentException("--requests must be at least 1.");
             if (parse.GetValue(steps) is < 1) throw new ArgumentException("--steps must be at least 1.");
             var package = Tessera.Pipeline.ModelPackage.Open(parse.GetValue(model)?.FullName ?? Tessera.Pipeline.ModelPackage.DefaultDirectory());
-            var result = Bench.ServeBenchmark.Run(GlobalOptions.Build(parse), package, parse.GetValue(requests), levels, parse.GetValue(maxBatch), parse.GetValue(steps), parse.GetValue(json) ? null : Console.Error);
+            var result = Bench.ServeBenchmark.Run(GlobalOptions.Build(parse), package, parse.GetValue(requests), levels, BatchLimit.Parse(parse.GetValue(maxBatch)!), parse.GetValue(steps), parse.GetValue(json) ? null : Console.Error);
             Console.WriteLine(parse.GetValue(json) ? result.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) : Bench.ServeBenchmark.Table(result));
             return 0;
         }));

@@ -18,7 +18,7 @@ public static class ServeCommand
         var host = new Option<string>("--host") { Description = "Address to bind. Default 127.0.0.1 (this machine only); 0.0.0.0 listens on every interface.", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port (0 picks a free one).", DefaultValueFactory = _ => 8080 };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer <key>' on /v1 (default: $TESSERA_API_KEY, else no key)." };
-        var maxBatch = new Option<int>("--max-batch") { Description = "Most requests per AR step and images per decoder step.", DefaultValueFactory = _ => 8 };
+        var maxBatch = BatchLimit.Create("8", "Most requests per AR step and images per decoder step (default 8), or auto: each stage's limit is its best batch, measured at start (batch 1, 2, 4, 8 alone; the smallest within 5% of the best).");
         var queue = new Option<int>("--queue") { Description = "Requests that may wait; more are answered 429 with Retry-After.", DefaultValueFactory = _ => 64 };
         var window = new Option<int>("--window-ms") { Description = "How long an idle stage waits for more requests to join its first step.", DefaultValueFactory = _ => 5 };
         var timeout = new Option<int>("--timeout") { Description = "Seconds before a request is cancelled and answered 504.", DefaultValueFactory = _ => 120 };
@@ -37,6 +37,7 @@ public static class ServeCommand
         {
             try
             {
+                int? limit = BatchLimit.Parse(parse.GetValue(maxBatch)!); // before anything loads
                 var options = GlobalOptions.Build(parse);
                 var package = ModelPackage.Open(parse.GetValue(model)?.FullName ?? ModelPackage.DefaultDirectory());
                 if (parse.GetValue(cluster) is { } connection) return await ServeClusterCommand.RunAsync(parse, connection, package, queue, timeout, maxN, host, port, apiKey, allowedHosts, cancel);
@@ -46,9 +47,18 @@ public static class ServeCommand
                     parse.GetValue(arDevice) ?? d ?? options.DeviceFor("ar"), parse.GetValue(decoderDevice) ?? d ?? options.DeviceFor("decoder"));
                 var batching = parse.GetValue(noBatching) ? BatchingOptions.Off with { QueueCapacity = parse.GetValue(queue) } : new BatchingOptions
                 {
-                    MaxArBatch = parse.GetValue(maxBatch), MaxDecoderBatch = parse.GetValue(maxBatch), QueueCapacity = parse.GetValue(queue),
+                    MaxArBatch = limit ?? 8, MaxDecoderBatch = limit ?? 8, QueueCapacity = parse.GetValue(queue),
                     Window = TimeSpan.FromMilliseconds(parse.GetValue(window)),
                 };
+                if (limit is null && !parse.GetValue(noBatching))
+                {
+                    Console.Error.WriteLine("--max-batch auto: measuring each stage alone at batch 1, 2, 4, 8 …");
+                    var probe = new StageThroughput(generator, 8);
+                    probe.Measure();
+                    batching = probe.Tune(batching);
+                    Console.Error.WriteLine($"--max-batch auto: AR up to {batching.MaxArBatch} (images/s by batch: {Rates(probe, probe.Ar)}), " +
+                        $"decoder up to {batching.MaxDecoderBatch} ({Rates(probe, probe.Decoder)})");
+                }
                 if (parse.GetValue(timeout) is < 1 or > 86400) throw new ArgumentException($"--timeout is {parse.GetValue(timeout)}; it must be from 1 to 86400 seconds.");
                 if (parse.GetValue(maxN) is < 1 or > GenerationLimits.MaxImages) throw new ArgumentException($"--max-n is {parse.GetValue(maxN)}; it must be from 1 to {GenerationLimits.MaxImages}.");
                 if (parse.GetValue(maxN) > parse.GetValue(queue))
@@ -63,7 +73,7 @@ public static class ServeCommand
                 };
                 await using var server = await TesseraServer.StartAsync(generatorQueue, serverOptions, Console.Error);
                 Console.WriteLine($"tessera serve: model {package.Manifest.Name} on ar {generator.ArDevice}, decoder {generator.DecoderDevice}; " +
-                    $"batching {(parse.GetValue(noBatching) ? "off" : $"up to {batching.MaxArBatch}")}, queue {batching.QueueCapacity}{(serverOptions.ApiKey is null ? "" : ", API key required")}");
+                    $"batching {(parse.GetValue(noBatching) ? "off" : batching.MaxArBatch == batching.MaxDecoderBatch ? $"up to {batching.MaxArBatch}" : $"up to {batching.MaxArBatch} (AR), {batching.MaxDecoderBatch} (decoder)")}, queue {batching.QueueCapacity}{(serverOptions.ApiKey is null ? "" : ", API key required")}");
                 Console.WriteLine($"listening on {server.BaseAddress}");
                 Console.Out.Flush();
                 try { await Task.Delay(Timeout.Infinite, cancel); }
@@ -78,4 +88,7 @@ public static class ServeCommand
         }));
         return cmd;
     }
+
+    private static string Rates(StageThroughput probe, IReadOnlyList<double> rates) =>
+        string.Join(", ", probe.Sizes.Select((b, k) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{b}: {rates[k]:F1}")));
 }

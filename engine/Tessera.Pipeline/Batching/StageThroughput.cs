@@ -1,0 +1,104 @@
+using System.Diagnostics;
+
+namespace Tessera.Pipeline.Batching;
+
+/// <summary>
+/// Each stage of a generator alone, in process, at batch sizes 1, 2, 4, … up to a limit: the AR writing every token of
+/// B requests in one batch (prefills included), the decoder denoising B images together; images/s per size. What
+/// <c>tessera bench serve</c> reports as the ceiling, and what <c>tessera serve --max-batch auto</c> picks its batch
+/// limits from: the best batch of a compute-bound stage on a small device is often not the largest, and a limit
+/// larger than that only makes requests move in lock-step cohorts, so two stages on separate devices stop overlapping.
+/// </summary>
+public sealed class StageThroughput
+{
+    private static readonly string[] Words = ["MOON", "CAT", "TREE", "SHIP", "BIRD", "LAMP", "ROSE", "FISH", "KING", "RAIN", "STAR", "BELL", "WOLF", "CAKE", "DOOR", "HILL"];
+
+    private readonly ImageGenerator _generator;
+    private readonly GenerationRequest[] _requests;
+    private readonly ImageGenerator.PreparedRequest[] _prepared;
+    private readonly int[][] _targets;
+    private readonly double[] _ar, _decoder;
+
+    /// <param name="maxBatch">The largest batch measured (1-256).</param>
+    /// <param name="steps">Decoder steps per image (default: the model's).</param>
+    public StageThroughput(ImageGenerator generator, int maxBatch, int? steps = null)
+    {
+        if (maxBatch is < 1 or > 256) throw new ArgumentException($"The batch limit must be 1-256 (got {maxBatch}).", nameof(maxBatch));
+        _generator = generator;
+        var sizes = new List<int>();
+        for (int b = 1; b < maxBatch; b *= 2) sizes.Add(b);
+        sizes.Add(maxBatch);
+        Sizes = sizes.ToArray();
+        _ar = new double[Sizes.Count];
+        _decoder = new double[Sizes.Count];
+        _requests = Enumerable.Range(0, maxBatch)
+            .Select(i => new GenerationRequest($"the word \"{Words[i % Words.Length]}\" in red on a yellow background") { Seed = (ulong)i, Steps = steps }).ToArray();
+        _prepared = _requests.Select(generator.Prepare).ToArray();
+        // Target grids for the decoder: the AR's own output for these requests.
+        _targets = new int[maxBatch][];
+        using var ar = generator.CreateArBatch();
+        var sequences = _prepared.Select(p => ar.Start(p.Prompt, p.Sampler, p.ForcedPreview)).ToList();
+        while (sequences.Any(s => !s.Finished)) ar.Step(sequences);
+        for (int i = 0; i < maxBatch; i++) _targets[i] = sequences[i].Visual[ar.Layout.PreviewTokens..];
+    }
+
+    /// <summary>The batch sizes measured.</summary>
+    public IReadOnlyList<int> Sizes { get; }
+
+    /// <summary>The AR's best images/s so far at each of <see cref="Sizes"/>.</summary>
+    public IReadOnlyList<double> Ar => _ar;
+
+    /// <summary>The decoder's best images/s so far at each of <see cref="Sizes"/>.</summary>
+    public IReadOnlyList<double> Decoder => _decoder;
+
+    /// <summary>Measures every size once; each figure keeps the best of all measurements (the machine may be noisy).</summary>
+    public void Measure()
+    {
+        for (int k = 0; k < Sizes.Count; k++)
+        {
+            int b = Sizes[k];
+            _ar[k] = Math.Max(_ar[k], b / ArSeconds(b));
+            _decoder[k] = Math.Max(_decoder[k], b / DecoderSeconds(b));
+        }
+    }
+
+    /// <summary>
+    /// The smallest measured batch whose images/s is within <paramref name="tolerance"/> of the stage's best: as fast
+    /// as the largest for throughput, and no larger than it needs to be.
+    /// </summary>
+    public int ChooseBatch(IReadOnlyList<double> rates, double tolerance = 0.05)
+    {
+        double best = rates.Max();
+        if (best <= 0) throw new InvalidOperationException("Nothing measured yet; call Measure first.");
+        for (int k = 0; k < Sizes.Count; k++)
+            if (rates[k] >= (1 - tolerance) * best) return Sizes[k];
+        return Sizes[^1];
+    }
+
+    /// <summary><paramref name="options"/> with each stage's batch limit chosen by <see cref="ChooseBatch"/>.</summary>
+    public BatchingOptions Tune(BatchingOptions options, double tolerance = 0.05) =>
+        options with { MaxArBatch = ChooseBatch(_ar, tolerance), MaxDecoderBatch = ChooseBatch(_decoder, tolerance) };
+
+    private double ArSeconds(int b)
+    {
+        using var ar = _generator.CreateArBatch();
+        var fresh = _requests.Take(b).Select(_generator.Prepare).ToList(); // samplers start from their seeds
+        var watch = Stopwatch.StartNew();
+        var sequences = fresh.Select(p => ar.Start(p.Prompt, p.Sampler, p.ForcedPreview)).ToList();
+        while (sequences.Any(s => !s.Finished)) ar.Step(sequences);
+        return watch.Elapsed.TotalSeconds;
+    }
+
+    private double DecoderSeconds(int b)
+    {
+        var watch = Stopwatch.StartNew();
+        var jobs = Enumerable.Range(0, b).Select(i =>
+        {
+            var (n, cfg, shift) = _generator.DecoderSettings(_requests[i]);
+            return _generator.Decoder.Start(_targets[i], _generator.Package.Manifest.Ar.TargetGrid, _prepared[i].Prompt.Glyphs, _requests[i].Seed, n, cfg, shift,
+                _generator.DecoderSampler(_requests[i]));
+        }).ToList();
+        while (jobs.Any(j => !j.Finished)) _generator.Decoder.Step(jobs.Where(j => !j.Finished).ToList());
+        return watch.Elapsed.TotalSeconds;
+    }
+}
