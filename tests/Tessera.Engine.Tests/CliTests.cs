@@ -249,6 +249,33 @@ public sealed class CliTests
     }
 
     [TestMethod]
+    public void BenchServeJsonReportsEachRowAgainstNoBatchingTheCeilingAndAnAaFloorAtConcurrency1()
+    {
+        var (code, stdout, stderr) = Tessera("bench", "serve", "--json", "--requests", "8", "--concurrency", "1,4", "--max-batch", "4", "--steps", "1");
+        Assert.AreEqual(0, code, stderr);
+        using var doc = JsonDocument.Parse(stdout);
+        var r = doc.RootElement;
+        Assert.AreEqual(4, r.GetProperty("arBatchLimit").GetInt32());
+        double ceiling = r.GetProperty("ceiling").GetProperty("imagesPerSecond").GetDouble();
+        Assert.IsTrue(ceiling > 0);
+        var rows = r.GetProperty("rows").EnumerateArray().ToList();
+        CollectionAssert.AreEqual(new[] { 1, 4 }, rows.Select(x => x.GetProperty("concurrency").GetInt32()).ToArray());
+        foreach (var row in rows)
+        {
+            var on = row.GetProperty("batching");
+            var off = row.GetProperty("noBatching");
+            double a = on.GetProperty("imagesPerSecond").GetDouble(), b = off.GetProperty("imagesPerSecond").GetDouble();
+            Assert.AreEqual(a / b, row.GetProperty("throughputRatio").GetDouble(), 0.006, "throughput x is batching / no batching");
+            Assert.AreEqual(a / ceiling, row.GetProperty("ofCeiling").GetDouble(), 0.006, "of ceiling is images/s / the ceiling");
+            Assert.IsTrue(on.GetProperty("largestArBatch").GetInt32() <= 4, "the batching server keeps its limit");
+            Assert.AreEqual(1, off.GetProperty("largestArBatch").GetInt32(), "the server without batching runs one request per AR step");
+            Assert.AreEqual(0, on.GetProperty("arHostBytesPerStep").GetProperty("kvCache").GetDouble(), "the batched KV cache stays on the device");
+        }
+        Assert.IsTrue(rows[0].TryGetProperty("aaThroughputRatio", out _), "concurrency 1 carries the A/A floor");
+        Assert.IsFalse(rows[1].TryGetProperty("aaThroughputRatio", out _));
+    }
+
+    [TestMethod]
     public void BenchInstrumentationJsonComparesProgressAndMetricsWithNoneAndReportsTheScrape()
     {
         var (code, stdout, stderr) = Tessera("bench", "instrumentation", "--json", "--rounds", "1", "--runs-per-round", "1", "--steps", "1");

@@ -178,6 +178,7 @@ public sealed class BatchingTests
         var probe = new StageThroughput(generator, 4, steps: 1);
         CollectionAssert.AreEqual(new[] { 1, 2, 4 }, probe.Sizes.ToArray());
         Assert.ThrowsExactly<InvalidOperationException>(() => probe.ChooseBatch(probe.Ar), "nothing measured yet");
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => probe.Measure(passes: 0));
         probe.Measure();
         var tuned = probe.Tune(new BatchingOptions { QueueCapacity = 7 });
         Assert.AreEqual(7, tuned.QueueCapacity, "the other options are kept");

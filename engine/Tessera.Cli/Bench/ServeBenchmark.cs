@@ -31,7 +31,7 @@ public static class ServeBenchmark
         // the first timed server does not pay for it.
         using (var warm = new Target(generator, batching, 4)) warm.Load(0, 48, 4, steps: 1);
         var probe = new StageThroughput(generator, limit, steps);
-        probe.Measure(); // one try before the load, one after: the best of the two per batch size
+        probe.Measure(); // two passes before the load, two after: the best per batch size
         // --max-batch auto (null): each stage's limit is its best batch from this first measurement, as `tessera serve
         // --max-batch auto` chooses it.
         if (maxBatch is null) batching = probe.Tune(batching);
@@ -112,27 +112,64 @@ public static class ServeBenchmark
     }
 
     /// <summary>
-    /// One concurrency level: a server with batching and one without, both warmed up, each given the same requests
-    /// in two halves in the order on, off, off, on, so that drift in the machine's speed (other work on a shared
-    /// machine) falls on both alike.
+    /// One concurrency level: a server with batching and one without (at concurrency 1 a second one without: the A/A),
+    /// each first given an untimed settling round at the row's settings, then the same requests in rounds whose order
+    /// rotates, so that drift in the machine's speed falls on all alike.
     /// </summary>
     private static (JsonObject On, JsonObject Off, JsonObject? Again) LoadRow(ImageGenerator generator, BatchingOptions on, BatchingOptions off, int requests, int concurrency, int? steps, TextWriter? log, bool aa = false)
     {
-        using var withBatching = new Target(generator, on, concurrency);
-        using var without = new Target(generator, off, concurrency);
-        using var again = aa ? new Target(generator, off, concurrency) : null;
-        int half = requests / 2;
-        // Each server gets two halves, in mirrored order (on, off[, again, again], off, on), so drift hits all alike.
-        var order = again is null
-            ? new[] { (withBatching, 0, half), (without, 0, half), (without, half, requests), (withBatching, half, requests) }
-            : new[] { (withBatching, 0, half), (without, 0, half), (again, 0, half), (again, half, requests), (without, half, requests), (withBatching, half, requests) };
-        foreach (var (target, from, to) in order)
-            target.Load(from, to, concurrency, steps);
+        using var withBatching = new Target(generator, on, concurrency, "on");
+        using var without = new Target(generator, off, concurrency, "off");
+        using var again = aa ? new Target(generator, off, concurrency, "off again") : null;
+        Target[] targets = again is null ? [withBatching, without] : [withBatching, without, again];
+        // Settling round, untimed, and then a wait until the process is quiet (new servers leave background work
+        // behind: their request and service-resolution code being compiled). With two halves in a fixed order, the
+        // first timed segment of a row read 15-35% below the rest, whichever server held it; hence also the rotation.
+        int settle = Math.Max(8, 2 * concurrency);
+        foreach (var t in targets) t.Load(requests, requests + settle, concurrency, steps, timed: false);
+        var quiet = WaitUntilQuiet();
+        log?.WriteLine($"concurrency {concurrency,2}: settled ({settle} untimed requests per server), then {quiet.TotalSeconds:F1} s until the process was quiet");
+        // Then the timed requests in rounds, each server one segment per round, the order rotating from round to round
+        // (on, off; off, on; ... or on, off, again; off, again, on; ...), so drift in the machine's speed falls on all
+        // alike. At concurrency 1 the rounds are short (8 of them): there the servers differ by noise only, and a
+        // few seconds of a slow machine must not land on one server; at higher concurrency a segment must hold several
+        // full batches, so there are two rounds (on, off, off, on).
+        int rounds = concurrency == 1 ? Math.Min(8, Math.Max(2, requests / 4)) : 2;
+        for (int round = 0; round < rounds; round++)
+        {
+            int from = requests * round / rounds, to = requests * (round + 1) / rounds;
+            for (int k = 0; k < targets.Length; k++)
+            {
+                var target = targets[(round + k) % targets.Length];
+                double seconds = target.Load(from, to, concurrency, steps);
+                log?.WriteLine($"concurrency {concurrency,2}, round {round + 1}/{rounds}, {target.Label,-9} requests {from}-{to - 1}: {(to - from) / seconds:F3} images/s");
+            }
+        }
         var results = (withBatching.Result("on", concurrency), without.Result("off", concurrency), again?.Result("off again", concurrency));
         foreach (var (label, r) in new[] { ("on", results.Item1), ("off", results.Item2), ("off again", results.Item3) })
             if (r is not null)
                 log?.WriteLine($"concurrency {concurrency,2}, batching {label,-9}: {r["imagesPerSecond"]} images/s, p50 {r["p50Ms"]} ms, p95 {r["p95Ms"]} ms (mean AR batch {r["meanArBatch"]}, mean decoder batch {r["meanDecoderBatch"]})");
         return results;
+    }
+
+    /// <summary>
+    /// Waits (up to 15 s) until this process uses under a tenth of a core over 200 ms: the servers' background work
+    /// (tiered JIT, DI's compiled resolvers, minimal API delegates) would otherwise land on whichever segment comes first.
+    /// </summary>
+    private static TimeSpan WaitUntilQuiet()
+    {
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        var waited = Stopwatch.StartNew();
+        while (waited.Elapsed < TimeSpan.FromSeconds(15))
+        {
+            self.Refresh();
+            var cpu = self.TotalProcessorTime;
+            var wall = Stopwatch.StartNew();
+            Thread.Sleep(200);
+            self.Refresh();
+            if ((self.TotalProcessorTime - cpu).TotalSeconds < 0.1 * wall.Elapsed.TotalSeconds) break;
+        }
+        return waited.Elapsed;
     }
 
     /// <summary>A server on its own batching queue over the shared generator, and the latencies it served.</summary>
@@ -144,8 +181,9 @@ public static class ServeBenchmark
         private readonly List<double> _latencies = new();
         private double _seconds;
 
-        public Target(ImageGenerator generator, BatchingOptions batching, int concurrency)
+        public Target(ImageGenerator generator, BatchingOptions batching, int concurrency, string label = "warm-up")
         {
+            Label = label;
             _queue = new BatchingGenerator(generator, batching);
             _server = TesseraServer.StartAsync(_queue, new ServerOptions { Port = 0, Batching = batching, MaxN = 1, RequestTimeout = TimeSpan.FromMinutes(30) }).GetAwaiter().GetResult();
             _http = new HttpClient { BaseAddress = _server.BaseAddress, Timeout = TimeSpan.FromMinutes(30) };
@@ -154,10 +192,12 @@ public static class ServeBenchmark
                 new StringContent(new JsonObject { ["prompt"] = "the word \"WARM\" in red on a white background", ["seed"] = 1000 + i, ["steps"] = 2 }.ToJsonString(), Encoding.UTF8, "application/json"))).ToArray());
         }
 
-        /// <summary>Requests [from, to) with <paramref name="concurrency"/> clients, each sending its next request when the last one is answered.</summary>
-        public void Load(int from, int to, int concurrency, int? steps)
+        public string Label { get; }
+
+        /// <summary>Requests [from, to) with <paramref name="concurrency"/> clients, each sending its next request when the last one is answered; returns the seconds they took.</summary>
+        public double Load(int from, int to, int concurrency, int? steps, bool timed = true)
         {
-            if (to <= from) return;
+            if (to <= from) return 0;
             var latencies = new double[to - from];
             int next = from - 1, failed = 0;
             var wall = Stopwatch.StartNew();
@@ -175,9 +215,12 @@ public static class ServeBenchmark
                 }
             })).ToArray();
             Task.WaitAll(workers);
-            _seconds += wall.Elapsed.TotalSeconds;
+            double seconds = wall.Elapsed.TotalSeconds;
             if (failed > 0) throw new InvalidOperationException($"{failed} of {to - from} requests failed during the load (concurrency {concurrency}).");
+            if (!timed) return seconds;
+            _seconds += seconds;
             _latencies.AddRange(latencies);
+            return seconds;
         }
 
         public JsonObject Result(string label, int concurrency)
@@ -230,7 +273,7 @@ public static class ServeBenchmark
         foreach (var row in r["rows"]!.AsArray().Where(x => x!["aaThroughputRatio"] is not null))
             w.AppendLine($"concurrency {row!["concurrency"]} A/A noise floor: no batching again {row["noBatchingAgain"]!["imagesPerSecond"]} img/s = {row["aaThroughputRatio"]}x the first no-batching server (read the throughput x of that row against it)");
         w.Append("no batching = the same server with one request per stage at a time (the AR and decoder stages still overlap); " +
-            "each server gets the requests in two halves, in the order on, off, off, on; of ceiling = images/s / the ceiling.");
+            "each server gets an untimed settling round, then the same requests in rounds of rotating order (8 at concurrency 1, else 2: on, off, off, on); of ceiling = images/s / the ceiling.");
         return w.ToString();
     }
 }
