@@ -144,7 +144,7 @@ public sealed class DecoderStage(ICompiledModel model, DecoderShape shape, TextP
             float[][] both = Run([cond, uncond]), separate = [Run([cond])[0], Run([uncond])[0]]; // warm both shapes
             bool identical = both[0].AsSpan().SequenceEqual(separate[0]) && both[1].AsSpan().SequenceEqual(separate[1]);
             double batchedBest = double.MaxValue, twoPassBest = double.MaxValue;
-            for (int round = 0; round < 3; round++)
+            for (int round = 0; round < 5; round++)
             {
                 var watch = System.Diagnostics.Stopwatch.StartNew();
                 Run([cond, uncond]);

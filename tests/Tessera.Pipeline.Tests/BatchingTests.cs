@@ -194,5 +194,14 @@ public sealed class BatchingTests
         Assert.AreEqual(2, probe.ChooseBatch([5.0, 9.6, 10.0]), "the smallest within 5%");
         Assert.AreEqual(4, probe.ChooseBatch([5.0, 9.0, 10.0]));
         Assert.AreEqual(1, probe.ChooseBatch([10.0, 9.0, 8.0]), "a stage fastest alone is not batched");
+        // On separate devices the stage that is not the bottleneck batches only as much as keeps it 1.5x ahead.
+        int[] sizes = [1, 2, 4, 8];
+        double[] ar = [45, 65, 96, 110], decoder = [18, 19, 19.5, 19.6];
+        Assert.AreEqual((8, 2), StageThroughput.ChooseBatches(sizes, ar, decoder, separateDevices: false), "one device: each stage's own best");
+        Assert.AreEqual((1, 2), StageThroughput.ChooseBatches(sizes, ar, decoder, separateDevices: true), "AR at batch 1 is 45 >= 1.5 x 19.6");
+        Assert.AreEqual((4, 2), StageThroughput.ChooseBatches(sizes, [20, 25, 40, 44], decoder, separateDevices: true), "the smallest AR batch past 29.4");
+        Assert.AreEqual((8, 2), StageThroughput.ChooseBatches(sizes, [10, 15, 20, 25], decoder, separateDevices: true), "no batch is 1.5x ahead: the AR's own best");
+        Assert.AreEqual((8, 1), StageThroughput.ChooseBatches(sizes, [2, 3, 4, 5], [30, 31, 32, 33], separateDevices: true), "the decoder ahead: batch 1 is 6x the AR's best");
+        Assert.ThrowsExactly<InvalidOperationException>(() => StageThroughput.ChooseBatches(sizes, [0, 0, 0, 0], decoder, true));
     }
 }

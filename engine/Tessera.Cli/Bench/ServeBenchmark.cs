@@ -34,8 +34,8 @@ public static class ServeBenchmark
         probe.Measure(); // two passes before the load, two after: the best per batch size
         // --max-batch auto (null): each stage's limit is its best batch from this first measurement, as `tessera serve
         // --max-batch auto` chooses it.
-        if (maxBatch is null) batching = probe.Tune(batching);
-        log?.WriteLine($"batching server: AR batch up to {batching.MaxArBatch}, decoder batch up to {batching.MaxDecoderBatch}{(maxBatch is null ? " (auto: each stage's measured best)" : "")}");
+        if (maxBatch is null) batching = probe.Tune(batching, separateDevices: generator.ArDevice.ToString() != generator.DecoderDevice.ToString());
+        log?.WriteLine($"batching server: AR batch up to {batching.MaxArBatch}, decoder batch up to {batching.MaxDecoderBatch}{(maxBatch is null ? generator.ArDevice.ToString() != generator.DecoderDevice.ToString() ? " (auto, stages on separate devices: the slower stage at its measured best, the faster one at the smallest batch that keeps it 1.5x ahead)" : " (auto: each stage's measured best)" : "")}");
         var rows = new JsonArray();
         foreach (int c in concurrencies)
         {
@@ -122,19 +122,20 @@ public static class ServeBenchmark
         using var without = new Target(generator, off, concurrency, "off");
         using var again = aa ? new Target(generator, off, concurrency, "off again") : null;
         Target[] targets = again is null ? [withBatching, without] : [withBatching, without, again];
-        // Settling round, untimed, and then a wait until the process is quiet (new servers leave background work
-        // behind: their request and service-resolution code being compiled). With two halves in a fixed order, the
-        // first timed segment of a row read 15-35% below the rest, whichever server held it; hence also the rotation.
+        // Settling round, untimed, right before the timed ones (after a wait until the process is quiet: new servers
+        // leave background work behind, their request and service-resolution code being compiled). With two halves
+        // in a fixed order, the first timed segment of a row read 15-35% below the rest whichever server held it, and
+        // still 0.7-0.8 of the others after a quiet wait alone: that first segment is now this untimed round.
+        var quiet = WaitUntilQuiet();
         int settle = Math.Max(8, 2 * concurrency);
         foreach (var t in targets) t.Load(requests, requests + settle, concurrency, steps, timed: false);
-        var quiet = WaitUntilQuiet();
-        log?.WriteLine($"concurrency {concurrency,2}: settled ({settle} untimed requests per server), then {quiet.TotalSeconds:F1} s until the process was quiet");
+        log?.WriteLine($"concurrency {concurrency,2}: {quiet.TotalSeconds:F1} s until the process was quiet, then {settle} untimed requests per server");
         // Then the timed requests in rounds, each server one segment per round, the order rotating from round to round
-        // (on, off; off, on; ... or on, off, again; off, again, on; ...), so drift in the machine's speed falls on all
-        // alike. At concurrency 1 the rounds are short (8 of them): there the servers differ by noise only, and a
-        // few seconds of a slow machine must not land on one server; at higher concurrency a segment must hold several
-        // full batches, so there are two rounds (on, off, off, on).
-        int rounds = concurrency == 1 ? Math.Min(8, Math.Max(2, requests / 4)) : 2;
+        // (on, off; off, on; ... or on, off, again; off, again, on; again, on, off), every server in every place of a
+        // round equally often, so drift in the machine's speed and whatever a place in the order costs fall on all
+        // alike. At concurrency 1 the rounds are short (9 with the A/A server): there the servers differ by noise only;
+        // at higher concurrency a segment must hold several full batches, so there are two rounds (on, off, off, on).
+        int rounds = concurrency == 1 && requests >= 3 * targets.Length * 2 ? 3 * targets.Length : targets.Length;
         for (int round = 0; round < rounds; round++)
         {
             int from = requests * round / rounds, to = requests * (round + 1) / rounds;
@@ -273,7 +274,7 @@ public static class ServeBenchmark
         foreach (var row in r["rows"]!.AsArray().Where(x => x!["aaThroughputRatio"] is not null))
             w.AppendLine($"concurrency {row!["concurrency"]} A/A noise floor: no batching again {row["noBatchingAgain"]!["imagesPerSecond"]} img/s = {row["aaThroughputRatio"]}x the first no-batching server (read the throughput x of that row against it)");
         w.Append("no batching = the same server with one request per stage at a time (the AR and decoder stages still overlap); " +
-            "each server gets an untimed settling round, then the same requests in rounds of rotating order (8 at concurrency 1, else 2: on, off, off, on); of ceiling = images/s / the ceiling.");
+            "each server gets an untimed settling round, then the same requests in rounds of rotating order, each server in each place equally often (9 rounds at concurrency 1, else 2: on, off, off, on); of ceiling = images/s / the ceiling.");
         return w.ToString();
     }
 }
