@@ -18,7 +18,7 @@ public static class ServeCommand
         var host = new Option<string>("--host") { Description = "Address to bind. Default 127.0.0.1 (this machine only); 0.0.0.0 listens on every interface.", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port (0 picks a free one).", DefaultValueFactory = _ => 8080 };
         var apiKey = new Option<string?>("--api-key") { Description = "Require 'Authorization: Bearer <key>' on /v1 (default: $TESSERA_API_KEY, else no key)." };
-        var maxBatch = BatchLimit.Create("8", "Most requests per AR step and images per decoder step (default 8), or auto: each stage's limit is its best batch, measured at start (batch 1, 2, 4, 8 alone; the smallest within 5% of the best).");
+        var maxBatch = BatchLimit.Create("8", "Most requests per AR step and images per decoder step (default 8), or auto: each stage's limit is its best batch, measured at start (batch 1, 2, 4, 8 alone; the smallest within 5% of the best; with the stages on separate devices the faster stage only as large as keeps it 1.5x ahead of the slower).");
         var queue = new Option<int>("--queue") { Description = "Requests that may wait; more are answered 429 with Retry-After.", DefaultValueFactory = _ => 64 };
         var window = new Option<int>("--window-ms") { Description = "How long an idle stage waits for more requests to join its first step.", DefaultValueFactory = _ => 5 };
         var timeout = new Option<int>("--timeout") { Description = "Seconds before a request is cancelled and answered 504.", DefaultValueFactory = _ => 120 };
