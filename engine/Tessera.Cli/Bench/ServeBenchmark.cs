@@ -139,6 +139,7 @@ public static class ServeBenchmark
         for (int round = 0; round < rounds; round++)
         {
             int from = requests * round / rounds, to = requests * (round + 1) / rounds;
+            if (to <= from) continue; // fewer requests than rounds
             for (int k = 0; k < targets.Length; k++)
             {
                 var target = targets[(round + k) % targets.Length];
