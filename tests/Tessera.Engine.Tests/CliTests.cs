@@ -19,6 +19,14 @@ public sealed class CliTests
 
     private (int Code, string Out, string Err) Tessera(params string[] args) => TesseraWith([], args);
 
+    /// <summary>Runs tessera, requires exit code 0 and parses its stdout as JSON.</summary>
+    private JsonDocument Json(params string[] args)
+    {
+        var (code, stdout, stderr) = Tessera(args);
+        Assert.AreEqual(0, code, stderr);
+        return JsonDocument.Parse(stdout);
+    }
+
     private (int Code, string Out, string Err) TesseraWith(Dictionary<string, string> environment, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -38,9 +46,7 @@ public sealed class CliTests
     [TestMethod]
     public void DevicesJsonListsTheCpuPluginFromTheDefaultFolderAndCpu0Available()
     {
-        var (code, stdout, stderr) = Tessera("devices", "--json");
-        Assert.AreEqual(0, code, stderr);
-        using var doc = JsonDocument.Parse(stdout);
+        using var doc = Json("devices", "--json");
         var cpu = doc.RootElement.GetProperty("devices").EnumerateArray().Single(d => d.GetProperty("id").GetString() == "cpu:0");
         Assert.IsTrue(cpu.GetProperty("available").GetBoolean());
         Assert.IsTrue(cpu.GetProperty("totalMemoryBytes").GetInt64() > 0);
@@ -238,9 +244,7 @@ public sealed class CliTests
     [TestMethod]
     public void BenchOverheadJsonPrintsBothPathsAndTheRatio()
     {
-        var (code, stdout, stderr) = Tessera("bench", "overhead", "--json", "--rounds", "1", "--runs-per-round", "20", "--hidden", "64", "--layers", "2");
-        Assert.AreEqual(0, code, stderr);
-        using var doc = JsonDocument.Parse(stdout);
+        using var doc = Json("bench", "overhead", "--json", "--rounds", "1", "--runs-per-round", "20", "--hidden", "64", "--layers", "2");
         var r = doc.RootElement;
         double engine = r.GetProperty("engineMedianMs").GetDouble(), direct = r.GetProperty("directMedianMs").GetDouble();
         Assert.IsTrue(engine > 0 && direct > 0);
@@ -251,9 +255,7 @@ public sealed class CliTests
     [TestMethod]
     public void BenchServeJsonReportsEachRowAgainstNoBatchingTheCeilingAndAnAaFloorAtConcurrency1()
     {
-        var (code, stdout, stderr) = Tessera("bench", "serve", "--json", "--requests", "8", "--concurrency", "1,4", "--max-batch", "4", "--steps", "1");
-        Assert.AreEqual(0, code, stderr);
-        using var doc = JsonDocument.Parse(stdout);
+        using var doc = Json("bench", "serve", "--json", "--requests", "8", "--concurrency", "1,4", "--max-batch", "4", "--steps", "1");
         var r = doc.RootElement;
         Assert.AreEqual(4, r.GetProperty("arBatchLimit").GetInt32());
         double ceiling = r.GetProperty("ceiling").GetProperty("imagesPerSecond").GetDouble();

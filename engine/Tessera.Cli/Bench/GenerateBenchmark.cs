@@ -45,7 +45,7 @@ public static class GenerateBenchmark
         // With the model's guidance off (CFG 1) there is nothing to batch; compare at CFG 3, as a user asking for guidance would run.
         double cfg = d.Cfg == 1.0 ? 3.0 : d.Cfg;
         // Alternating rounds (a median of each way), so drift on a shared machine falls on both alike.
-        double Cfg(bool? batchedCfg) => BenchStats.MedianSeconds(1, () => single.Decoder.Sample(target, package.Manifest.Ar.TargetGrid, encoded.Glyphs, 0, d.Steps, cfg, d.Shift, batchedCfg: batchedCfg));
+        double Cfg(bool batchedCfg) => BenchStats.MedianSeconds(1, () => single.Decoder.Sample(target, package.Manifest.Ar.TargetGrid, encoded.Glyphs, 0, d.Steps, cfg, d.Shift, batchedCfg: batchedCfg));
         Cfg(true); Cfg(false); // warm both shapes
         var batchedRounds = new List<double>();
         var twoPassRounds = new List<double>();

@@ -34,8 +34,8 @@ public static class ServeBenchmark
         probe.Measure(); // two passes before the load, two after: the best per batch size
         // --max-batch auto (null): each stage's limit is its best batch from this first measurement, as `tessera serve
         // --max-batch auto` chooses it.
-        if (maxBatch is null) batching = probe.Tune(batching, separateDevices: generator.ArDevice.ToString() != generator.DecoderDevice.ToString());
-        log?.WriteLine($"batching server: AR batch up to {batching.MaxArBatch}, decoder batch up to {batching.MaxDecoderBatch}{(maxBatch is null ? generator.ArDevice.ToString() != generator.DecoderDevice.ToString() ? " (auto, stages on separate devices: the slower stage at its measured best, the faster one at the smallest batch that keeps it 1.5x ahead)" : " (auto: each stage's measured best)" : "")}");
+        if (maxBatch is null) batching = probe.Tune(batching);
+        log?.WriteLine($"batching server: AR batch up to {batching.MaxArBatch}, decoder batch up to {batching.MaxDecoderBatch}{(maxBatch is null ? probe.SeparateDevices ? " (auto, stages on separate devices: the slower stage at its measured best, the faster one at the smallest batch that keeps it 1.5x ahead)" : " (auto: each stage's measured best)" : "")}");
         var rows = new JsonArray();
         foreach (int c in concurrencies)
         {

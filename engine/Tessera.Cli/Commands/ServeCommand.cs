@@ -55,7 +55,7 @@ public static class ServeCommand
                     Console.Error.WriteLine("--max-batch auto: measuring each stage alone at batch 1, 2, 4, 8 …");
                     var probe = new StageThroughput(generator, 8);
                     probe.Measure();
-                    batching = probe.Tune(batching, separateDevices: generator.ArDevice.ToString() != generator.DecoderDevice.ToString());
+                    batching = probe.Tune(batching);
                     Console.Error.WriteLine($"--max-batch auto: AR up to {batching.MaxArBatch} (images/s by batch: {Rates(probe, probe.Ar)}), " +
                         $"decoder up to {batching.MaxDecoderBatch} ({Rates(probe, probe.Decoder)})");
                 }

@@ -82,14 +82,17 @@ public sealed class StageThroughput
         return Choose(Sizes, rates, tolerance);
     }
 
+    /// <summary>Whether the two stages run on different devices (then <see cref="Tune"/> batches only the slower one for throughput).</summary>
+    public bool SeparateDevices => _generator.ArDevice != _generator.DecoderDevice;
+
     /// <summary>
     /// <paramref name="options"/> with each stage's batch limit: <see cref="ChooseBatch"/> for each stage, except that
-    /// with the stages on separate devices the one that is not the bottleneck gets the smallest batch whose images/s is
-    /// at least <see cref="Headroom"/> times the bottleneck's best (see <see cref="ChooseBatches"/>).
+    /// with the stages on separate devices (<see cref="SeparateDevices"/>) the one that is not the bottleneck gets the
+    /// smallest batch whose images/s is at least <see cref="Headroom"/> times the bottleneck's best (see <see cref="ChooseBatches"/>).
     /// </summary>
-    public BatchingOptions Tune(BatchingOptions options, bool separateDevices = false, double tolerance = 0.05)
+    public BatchingOptions Tune(BatchingOptions options, double tolerance = 0.05)
     {
-        var (ar, decoder) = ChooseBatches(Sizes, _ar, _decoder, separateDevices, tolerance);
+        var (ar, decoder) = ChooseBatches(Sizes, _ar, _decoder, SeparateDevices, tolerance);
         return options with { MaxArBatch = ar, MaxDecoderBatch = decoder };
     }
 
@@ -110,25 +113,21 @@ public sealed class StageThroughput
         int a = Choose(sizes, ar, tolerance), d = Choose(sizes, decoder, tolerance);
         if (!separateDevices) return (a, d);
         double arBest = ar.Max(), decoderBest = decoder.Max();
-        if (arBest >= decoderBest) a = Enough(sizes, ar, Headroom * decoderBest) ?? a;
-        else d = Enough(sizes, decoder, Headroom * arBest) ?? d;
+        if (arBest >= decoderBest) a = Smallest(sizes, ar, Headroom * decoderBest) ?? a;
+        else d = Smallest(sizes, decoder, Headroom * arBest) ?? d;
         return (a, d);
     }
 
-    private static int? Enough(IReadOnlyList<int> sizes, IReadOnlyList<double> rates, double needed)
+    /// <summary>The smallest size whose rate reaches <paramref name="needed"/>, or null when none does.</summary>
+    private static int? Smallest(IReadOnlyList<int> sizes, IReadOnlyList<double> rates, double needed)
     {
         for (int k = 0; k < sizes.Count; k++)
             if (rates[k] >= needed) return sizes[k];
         return null;
     }
 
-    private static int Choose(IReadOnlyList<int> sizes, IReadOnlyList<double> rates, double tolerance)
-    {
-        double best = rates.Max();
-        for (int k = 0; k < sizes.Count; k++)
-            if (rates[k] >= (1 - tolerance) * best) return sizes[k];
-        return sizes[^1];
-    }
+    private static int Choose(IReadOnlyList<int> sizes, IReadOnlyList<double> rates, double tolerance) =>
+        Smallest(sizes, rates, (1 - tolerance) * rates.Max()) ?? sizes[^1];
 
     private double ArSeconds(int b)
     {
